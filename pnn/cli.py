@@ -1,0 +1,175 @@
+"""The ``pnn`` command line: one verb per stage, in pipeline order.
+
+Heavy libraries (TensorFlow, uproot, matplotlib) are imported inside the verbs that need
+them, so ``pnn --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from pnn.config import Config, load_config
+from pnn.errors import PnnError
+
+log = logging.getLogger(__name__)
+
+config_arg = click.argument("config", type=click.Path(dir_okay=False))
+output_opt = click.option(
+    "--output-dir", "-o", default=None, metavar="DIR",
+    help="Parent of the run directory (overrides 'output_dir' in the config).",
+)
+
+
+def _load(config: str, output_dir: str | None) -> Config:
+    return load_config(config, {"output_dir": output_dir})
+
+
+def _stage(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a PnnError into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PnnError as exc:
+            click.echo(f"pnn: error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.version_option(package_name="pnn")
+def main(verbose: int, quiet: bool) -> None:
+    """Parametrised neural networks for resonance searches.
+
+    Stages, in order: generate (toy ntuples) -> ingest -> train -> evaluate -> report.
+    'run' runs them all. Every verb takes the YAML config as its argument.
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+
+
+def do_generate(cfg: Config) -> None:
+    from pnn import toy
+
+    gen = cfg.generate
+    if gen is None:
+        raise PnnError("the config has no 'generate' section: add one to make toy ntuples")
+    paths = toy.write(gen.output, gen.masses + gen.offgrid_masses, gen.signal_events,
+                      gen.background_events, gen.luminosity, cfg.seed)
+    click.echo(f"wrote {paths['signal']} and {paths['background']}")
+
+
+def do_ingest(cfg: Config) -> None:
+    from pnn import ingest
+
+    res = ingest.ingest(cfg)
+    click.echo(f"wrote {res.events} events from {len(res.samples)} samples to {res.path}")
+
+
+def do_train(cfg: Config, folds: tuple[int, ...] = ()) -> None:
+    from pnn import ingest, train
+
+    events, _ = ingest.load_events(cfg)
+    res = train.train(cfg, events, list(folds) or None)
+    for f in res.folds:
+        click.echo(f"fold {f.fold}: {f.epochs_run} epochs, best {f.best_epoch} "
+                   f"(val loss {f.best_val_loss:.5f}), {f.seconds:.0f} s")
+    click.echo(f"models in {res.model_dir}")
+
+
+def do_evaluate(cfg: Config, masses: tuple[float, ...] = (),
+                allow_extrapolation: bool | None = None) -> None:
+    from pnn import evaluate, ingest
+
+    events, meta = ingest.load_events(cfg)
+    results = evaluate.evaluate(cfg, events, meta, list(masses) or None, allow_extrapolation)
+    for r in results:
+        p = r.methods["pnn"]
+        click.echo(f"m = {r.mass:g} GeV: AUC {p.auc:.4f}, Z {p.z:.3f}")
+
+
+def do_report(cfg: Config) -> None:
+    from pnn import report
+
+    rep = report.report(cfg)
+    click.echo(rep.markdown)
+    for w in rep.warnings:
+        click.echo(f"warning: {w}")
+    click.echo(f"wrote {rep.paths['json']}, {rep.paths['csv']} and {rep.paths['plot']}")
+
+
+@main.command()
+@config_arg
+@output_opt
+@_stage
+def generate(config: str, output_dir: str | None) -> None:
+    """Write the embedded toy ntuples (one tree per mass point and per background)."""
+    do_generate(_load(config, output_dir))
+
+
+@main.command()
+@config_arg
+@output_opt
+@_stage
+def ingest(config: str, output_dir: str | None) -> None:
+    """Read the samples' trees into one events table (Parquet)."""
+    do_ingest(_load(config, output_dir))
+
+
+@main.command()
+@config_arg
+@output_opt
+@click.option("--fold", "folds", type=int, multiple=True, help="Train only this fold (repeatable).")
+@_stage
+def train(config: str, output_dir: str | None, folds: tuple[int, ...]) -> None:
+    """Train one parametrised network per fold."""
+    do_train(_load(config, output_dir), folds)
+
+
+@main.command()
+@config_arg
+@output_opt
+@click.option("--mass", "masses", type=float, multiple=True,
+              help="Evaluate only this mass in GeV (repeatable). Default: every signal mass.")
+@click.option("--allow-extrapolation", is_flag=True, default=None,
+              help="Allow masses outside the trained range.")
+@_stage
+def evaluate(config: str, output_dir: str | None, masses: tuple[float, ...],
+             allow_extrapolation: bool | None) -> None:
+    """Per-mass AUC, background efficiencies, Z, plots and metrics.json."""
+    do_evaluate(_load(config, output_dir), masses, allow_extrapolation)
+
+
+@main.command()
+@config_arg
+@output_opt
+@_stage
+def report(config: str, output_dir: str | None) -> None:
+    """Collect every mass into summary.csv/json, print the table, plot AUC and Z."""
+    do_report(_load(config, output_dir))
+
+
+@main.command()
+@config_arg
+@output_opt
+@_stage
+def run(config: str, output_dir: str | None) -> None:
+    """Run every stage: generate (if configured), ingest, train, evaluate, report."""
+    cfg = _load(config, output_dir)
+    if cfg.generate is not None:
+        do_generate(cfg)
+    do_ingest(cfg)
+    do_train(cfg)
+    do_evaluate(cfg)
+    do_report(cfg)

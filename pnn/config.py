@@ -1,0 +1,202 @@
+"""YAML configuration, validated at load into typed objects.
+
+Unknown keys, wrong types and missing files fail at once with a message naming the file,
+the key and the fix. Paths in the config are relative to the current working directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pnn.errors import PnnError
+
+log = logging.getLogger(__name__)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sample(_Strict):
+    """One tree (or set of files with the same tree) that forms a signal or background sample."""
+
+    name: str = Field(description="unique sample name, stored in the events table")
+    files: list[str] = Field(description="ROOT files; shell globs allowed")
+    tree: str = Field(description="TTree name inside every file")
+    mass: float | None = Field(None, description="signal mass in GeV (constant for the sample)")
+    mass_branch: str | None = Field(None, description="branch holding the signal mass in GeV")
+    weight: str | None = Field(None, description="weight expression; default: the global one")
+    selection: str | None = Field(None, description="cut ANDed with the global selection")
+    train: bool = Field(True, description="signal only: use this sample in training")
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _one_file(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    def resolved_files(self) -> list[str]:
+        """Expand globs; every entry must match at least one existing file."""
+        out: list[str] = []
+        for pattern in self.files:
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise PnnError(
+                    f"sample '{self.name}': no file matches '{pattern}' "
+                    "(check the path, or run 'pnn generate' for the toy data)"
+                )
+            out.extend(matches)
+        return out
+
+
+class Samples(_Strict):
+    signal: list[Sample]
+    background: list[Sample]
+
+    @model_validator(mode="after")
+    def _check(self) -> Samples:
+        if not self.signal or not self.background:
+            raise ValueError("need at least one signal and one background sample")
+        names = [s.name for s in self.signal + self.background]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"sample names must be unique, repeated: {dupes}")
+        for s in self.signal:
+            if (s.mass is None) == (s.mass_branch is None):
+                raise ValueError(f"signal sample '{s.name}': give exactly one of mass, mass_branch")
+        for s in self.background:
+            if s.mass is not None or s.mass_branch is not None:
+                raise ValueError(f"background sample '{s.name}' cannot have a mass")
+        return self
+
+
+class Generate(_Strict):
+    """Parameters of the embedded toy (``pnn generate``)."""
+
+    output: str = Field("data/toy", description="directory for signal.root and background.root")
+    masses: list[float] = Field([500, 750, 1000, 1250, 1500], description="trained mass points, GeV")
+    offgrid_masses: list[float] = Field(
+        [625, 875, 1125, 1375], description="extra mass points for interpolation checks, GeV"
+    )
+    signal_events: int = Field(40_000, gt=0, description="events per signal mass point")
+    background_events: int = Field(400_000, gt=0, description="background events in total")
+    luminosity: float = Field(140.0, gt=0, description="integrated luminosity, fb^-1")
+
+
+class Preprocessing(_Strict):
+    folds: int = Field(2, ge=2, description="k in fold = EventNumber % k")
+    drop_negative_weights: bool = Field(True, description="leave negative weights out of the loss")
+    balance_signal: bool = Field(
+        True, description="equal weight per mass point, total signal = total background"
+    )
+    validation_fraction: float = Field(0.2, gt=0, lt=0.5, description="validation share of train")
+
+
+class Training(_Strict):
+    layers: list[int] = Field([32, 32, 32], description="widths of the hidden Dense layers")
+    activation: str = Field("relu", description="hidden-layer activation")
+    learning_rate: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    decay: float = Field(1e-5, ge=0, description="lr(t) = lr / (1 + decay * step)")
+    batch_size: int = Field(256, gt=0)
+    epochs: int = Field(40, gt=0, description="maximum number of epochs")
+    patience: int = Field(6, gt=0, description="early-stopping patience in epochs")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("layers must be a non-empty list of positive widths")
+        return v
+
+
+class Evaluation(_Strict):
+    masses: list[float] | None = Field(None, description="masses to evaluate; default: all signal")
+    min_background_events: int = Field(
+        20, ge=1, description="raw background MC events the cut must keep"
+    )
+    window_branch: str = Field("FourBodyMass", description="variable of the mass-window baseline")
+    ks_threshold: float = Field(0.01, gt=0, lt=1, description="warn when a KS p-value is below")
+    allow_extrapolation: bool = Field(False, description="evaluate outside the trained range")
+
+
+class Config(_Strict):
+    name: str = Field(description="run name: outputs go to output_dir/name")
+    output_dir: str = Field("runs", description="parent of the run directory")
+    seed: int = Field(42, description="seed for every random choice")
+    samples: Samples
+    features: list[str] = Field(description="branches used as network inputs")
+    spectators: list[str] = Field([], description="branches carried into the table, not trained")
+    event_number: str = Field("EventNumber", description="branch with the event number")
+    weight: str = Field("weight", description="per-event weight expression")
+    selection: str | None = Field(None, description="global cut expression")
+    generate: Generate | None = None
+    preprocessing: Preprocessing = Preprocessing()
+    training: Training = Training()
+    evaluation: Evaluation = Evaluation()
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("features must list at least one branch")
+        if len(set(v)) != len(v):
+            raise ValueError("features must not repeat")
+        return v
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def signal_masses(self, *, trained_only: bool = False) -> list[float]:
+        """Constant masses of the signal samples (sorted, unique)."""
+        return sorted(
+            {s.mass for s in self.samples.signal if s.mass is not None and (s.train or not trained_only)}
+        )
+
+    def digest(self) -> str:
+        """Stable hash of the validated config, stored in model metadata."""
+        text = self.model_dump_json()
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        fix = "remove it or fix its spelling (see the config reference in README.md)"
+        return f"{path}: unknown key '{loc}': {fix}"
+    if kind == "missing":
+        return f"{path}: missing required key '{loc}': add it (see README.md)"
+    msg = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
+    return f"{path}: key '{loc}': {msg}{shown}"
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a YAML config; ``overrides`` replace top-level keys (CLI options)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PnnError(f"config file '{path}' not found: pass the path to a YAML config")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PnnError(f"{path}: not valid YAML{where}: fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise PnnError(f"{path}: the config must be a mapping of keys to values")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise PnnError(_format_error(path, err)) from None

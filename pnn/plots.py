@@ -1,0 +1,122 @@
+"""Plots (matplotlib with the mplhep ROOT style), each saved atomically as PNG."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mplhep  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pnn.atomic import atomic_path  # noqa: E402
+from pnn.metrics import CutScan, Roc  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+COLOURS = {"pnn": "C0", "optimal": "k", "window": "C1"}
+LABELS = {"pnn": "PNN", "optimal": "optimal (likelihood ratio)", "window": "mass window"}
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _figure() -> tuple[plt.Figure, plt.Axes]:
+    with plt.style.context(mplhep.style.ROOT):
+        fig, ax = plt.subplots(figsize=(7, 5.5))
+    return fig, ax
+
+
+def loss_curve(history: pd.DataFrame, path: Path, title: str = "") -> None:
+    """Training and validation loss against epoch."""
+    fig, ax = _figure()
+    ax.plot(history["epoch"], history["loss"], "o-", label="training")
+    ax.plot(history["epoch"], history["val_loss"], "s-", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("weighted binary cross-entropy")
+    ax.set_title(title)
+    ax.legend()
+    _save(fig, path)
+
+
+def score_distributions(
+    train: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    test: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    ks: Mapping[str, float], path: Path, title: str,
+) -> None:
+    """TMVA-style overtraining check: test as filled histograms, train as points.
+
+    ``train``/``test`` map "signal"/"background" to (scores, weights).
+    """
+    bins = np.linspace(0, 1, 41)
+    centres = 0.5 * (bins[1:] + bins[:-1])
+    fig, ax = _figure()
+    for cls, colour in (("signal", "C0"), ("background", "C3")):
+        s, w = test[cls]
+        ax.hist(s, bins=bins, weights=w, density=True, histtype="stepfilled", alpha=0.35,
+                color=colour, label=f"{cls} (test)")
+        s, w = train[cls]
+        h, _ = np.histogram(s, bins=bins, weights=w, density=True)
+        ax.plot(centres, h, "o", color=colour, ms=4,
+                label=f"{cls} (train), KS p = {ks[cls]:.3g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("PNN score")
+    ax.set_ylabel("normalised")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str) -> None:
+    """Background efficiency (log) against signal efficiency for each method."""
+    fig, ax = _figure()
+    for name, r in rocs.items():
+        ax.plot(r.sig_eff, np.clip(r.bkg_eff, 1e-7, None), color=COLOURS.get(name),
+                label=f"{LABELS.get(name, name)}: AUC {r.auc:.4f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("signal efficiency")
+    ax.set_ylabel("background efficiency")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def significance_vs_cut(cs: CutScan, chosen: float, path: Path, title: str) -> None:
+    """Asimov Z against the score cut, with the chosen cut marked."""
+    fig, ax = _figure()
+    ax.plot(cs.thresholds, cs.z, color="C0", label="Asimov Z (all test events)")
+    if np.isfinite(chosen):
+        ax.axvline(chosen, color="C3", ls="--", label=f"chosen cut {chosen:.4f}")
+    ax.set_xlabel("cut on PNN score")
+    ax.set_ylabel("Z")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def summary(table: pd.DataFrame, path: Path) -> None:
+    """AUC and Z against mass for the PNN, the optimum and the mass window."""
+    with plt.style.context(mplhep.style.ROOT):
+        fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    for ax, key, ylabel in ((axes[0], "auc", "ROC AUC"), (axes[1], "z", "Asimov Z")):
+        for method, suffix in (("pnn", ""), ("optimal", "_optimal"), ("window", "_window")):
+            col = key + suffix
+            if col in table and table[col].notna().any():
+                ax.plot(table["mass"], table[col], "o-", color=COLOURS[method],
+                        label=LABELS[method])
+        off = table[~table["trained"]]
+        if len(off):
+            ax.plot(off["mass"], off[key], "o", mfc="none", mec="C3", ms=12,
+                    label="not trained on")
+        ax.set_xlabel("mass hypothesis [GeV]")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize="small")
+    _save(fig, path)

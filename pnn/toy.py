@@ -1,0 +1,256 @@
+"""Embedded toy resonance search with closed-form densities.
+
+Signal X -> hh at a true mass m (GeV) and two backgrounds, ``ttbar`` (NLO-like, with a few
+percent of negative weights) and ``multijet``. Every event has the branches
+
+* ``FourBodyMass`` (M): reconstructed resonance mass,
+* ``Jet0CorrTLV`` (pT): leading-jet transverse momentum,
+* ``sTNoMet``: scalar sum of jet pT, ``sT = sTNoMet + MET``,
+* ``Btag``: number of b-tagged jets (0, 1 or 2),
+* ``EventFlavour``: truth bookkeeping (never a feature), ``EventNumber`` and ``weight``.
+
+The densities are products of standard distributions (all GeV):
+
+=====================  ====================================  ==================================
+quantity               signal at mass m                      background process j
+=====================  ====================================  ==================================
+M                      Normal(m, RESOLUTION * m)             Gamma(k_j, theta_j): smooth fall
+u = pT / M             Beta(5, 9)                            Beta(3, 7)
+R = sTNoMet - pT       Gamma(3, 0.12 m)                      Gamma(k_j, theta_j)
+MET = sT - sTNoMet     Gamma(2, 30)                          Gamma(k_j, theta_j)
+Btag                   Categorical(0.20, 0.40, 0.40)         Categorical(pi_j)
+=====================  ====================================  ==================================
+
+The change of variables (M, u, R, MET) -> (M, pT, sTNoMet, sT) has Jacobian 1/M, so
+
+    p(M, pT, sTNoMet, sT, Btag) = p(M) * Beta(pT / M) / M * p_R(sTNoMet - pT) * p_MET(sT - sTNoMet) * P(Btag)
+
+The background density is the mixture of the processes weighted by their cross-sections,
+so :func:`log_likelihood_ratio` returns the exact log p_s(x|m) / p_b(x), the Neyman-Pearson
+optimal classifier at mass m. The signal mass, pT and sTNoMet all scale with m, so a
+classifier that ignores the mass hypothesis loses at the ends of the mass range.
+
+Weights are cross-section x luminosity / generated events (signed for ``ttbar``), so the
+weights of a sample add up to its expected yield.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from pnn import ntuple
+from pnn.atomic import write_json
+
+log = logging.getLogger(__name__)
+
+RESOLUTION = 0.10
+SIGNAL_U = (5.0, 9.0)
+SIGNAL_R_SHAPE, SIGNAL_R_SCALE_PER_GEV = 3.0, 0.12
+SIGNAL_MET = (2.0, 30.0)
+SIGNAL_BTAG = (0.20, 0.40, 0.40)
+SIGNAL_XSEC_FB_AT_500 = 5.0
+
+
+@dataclass(frozen=True)
+class Process:
+    """One background process: shapes, cross-section (fb) and negative-weight fraction."""
+
+    name: str
+    xsec_fb: float
+    mass: tuple[float, float]
+    u: tuple[float, float]
+    r: tuple[float, float]
+    met: tuple[float, float]
+    btag: tuple[float, float, float]
+    flavour: tuple[float, float, float]
+    negative_fraction: float = 0.0
+
+
+BACKGROUNDS: tuple[Process, ...] = (
+    Process("ttbar", 800.0, (3.0, 150.0), (3.0, 7.0), (3.0, 100.0), (2.0, 35.0),
+            (0.25, 0.45, 0.30), (0.0, 0.0, 1.0), negative_fraction=0.03),
+    Process("multijet", 2000.0, (2.5, 150.0), (3.0, 7.0), (2.0, 90.0), (1.5, 20.0),
+            (0.55, 0.33, 0.12), (0.80, 0.12, 0.08)),
+)
+FLAVOURS = np.array([0, 4, 5], dtype=np.int32)
+BRANCHES = ("FourBodyMass", "Jet0CorrTLV", "sTNoMet", "sT", "Btag")
+
+
+def signal_xsec_fb(mass: float) -> float:
+    """Signal cross-section after preselection, falling as 1/m^2."""
+    return SIGNAL_XSEC_FB_AT_500 * (500.0 / mass) ** 2
+
+
+def background_fractions() -> np.ndarray:
+    """Share of each background process in the total (net) background yield."""
+    xs = np.array([p.xsec_fb for p in BACKGROUNDS])
+    return xs / xs.sum()
+
+
+def _columns(events: pd.DataFrame | dict) -> tuple[np.ndarray, ...]:
+    get = (lambda k: np.asarray(events[k], dtype=np.float64))
+    M, pt, stnm, st = (get(k) for k in BRANCHES[:4])
+    btag = np.asarray(events["Btag"]).astype(np.int64)
+    return M, pt, stnm - pt, st - stnm, btag
+
+
+def _log_btag(btag: np.ndarray, probs: tuple[float, float, float]) -> np.ndarray:
+    table = np.log(np.asarray(probs))
+    out = np.full(btag.shape, -np.inf)
+    ok = (btag >= 0) & (btag <= 2)
+    out[ok] = table[btag[ok]]
+    return out
+
+
+def _log_common(M, pt, r, met, btag, u_ab, r_kt, met_kt, btag_p) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (
+            stats.beta.logpdf(pt / M, *u_ab) - np.log(M)
+            + stats.gamma.logpdf(r, r_kt[0], scale=r_kt[1])
+            + stats.gamma.logpdf(met, met_kt[0], scale=met_kt[1])
+            + _log_btag(btag, btag_p)
+        )
+
+
+def signal_logpdf(events: pd.DataFrame | dict, mass: float) -> np.ndarray:
+    """log p_s(x | m) of every event for a signal of true mass ``mass`` (GeV)."""
+    M, pt, r, met, btag = _columns(events)
+    return stats.norm.logpdf(M, mass, RESOLUTION * mass) + _log_common(
+        M, pt, r, met, btag, SIGNAL_U, (SIGNAL_R_SHAPE, SIGNAL_R_SCALE_PER_GEV * mass),
+        SIGNAL_MET, SIGNAL_BTAG,
+    )
+
+
+def background_logpdf(events: pd.DataFrame | dict) -> np.ndarray:
+    """log p_b(x): cross-section-weighted mixture of the background processes."""
+    M, pt, r, met, btag = _columns(events)
+    terms = [
+        np.log(f) + stats.gamma.logpdf(M, p.mass[0], scale=p.mass[1])
+        + _log_common(M, pt, r, met, btag, p.u, p.r, p.met, p.btag)
+        for f, p in zip(background_fractions(), BACKGROUNDS, strict=True)
+    ]
+    return special.logsumexp(np.vstack(terms), axis=0)
+
+
+def log_likelihood_ratio(events: pd.DataFrame | dict, mass: float) -> np.ndarray:
+    """Exact log p_s(x|m) / p_b(x): the optimal classifier at mass hypothesis ``mass``."""
+    return signal_logpdf(events, mass) - background_logpdf(events)
+
+
+def _kinematics(rng, n, M, u_ab, r_kt, met_kt, btag_p) -> dict[str, np.ndarray]:
+    pt = M * rng.beta(*u_ab, size=n)
+    stnm = pt + rng.gamma(r_kt[0], r_kt[1], size=n)
+    st = stnm + rng.gamma(met_kt[0], met_kt[1], size=n)
+    return {
+        "FourBodyMass": M.astype(np.float32),
+        "Jet0CorrTLV": pt.astype(np.float32),
+        "sTNoMet": stnm.astype(np.float32),
+        "sT": st.astype(np.float32),
+        "Btag": rng.choice(3, size=n, p=btag_p).astype(np.int32),
+    }
+
+
+def _event_numbers(rng: np.random.Generator, n: int, offset: int) -> np.ndarray:
+    return (np.uint64(offset) + rng.permutation(n).astype(np.uint64)).astype(np.uint64)
+
+
+def generate_signal(
+    rng: np.random.Generator, mass: float, n: int, luminosity: float, offset: int
+) -> dict[str, np.ndarray]:
+    """Signal events at true mass ``mass``; weights add up to sigma(m) x L."""
+    M = rng.normal(mass, RESOLUTION * mass, size=n)
+    out = _kinematics(rng, n, M, SIGNAL_U, (SIGNAL_R_SHAPE, SIGNAL_R_SCALE_PER_GEV * mass),
+                      SIGNAL_MET, SIGNAL_BTAG)
+    out["EventFlavour"] = np.full(n, 5, dtype=np.int32)
+    out["EventNumber"] = _event_numbers(rng, n, offset)
+    out["weight"] = np.full(n, signal_xsec_fb(mass) * luminosity / n)
+    out["mass"] = np.full(n, mass, dtype=np.float32)
+    return out
+
+
+def generate_background(
+    rng: np.random.Generator, process: Process, n: int, luminosity: float, offset: int
+) -> dict[str, np.ndarray]:
+    """Background events of one process; signed weights add up to sigma x L."""
+    M = rng.gamma(process.mass[0], process.mass[1], size=n)
+    out = _kinematics(rng, n, M, process.u, process.r, process.met, process.btag)
+    out["EventFlavour"] = rng.choice(FLAVOURS, size=n, p=process.flavour).astype(np.int32)
+    out["EventNumber"] = _event_numbers(rng, n, offset)
+    sign = np.where(rng.random(n) < process.negative_fraction, -1.0, 1.0)
+    out["weight"] = sign * process.xsec_fb * luminosity / sign.sum()
+    return out
+
+
+def signal_tree_name(mass: float) -> str:
+    """Tree name of a signal mass point, as in the reference analysis (``Xtohh1000``)."""
+    return f"Xtohh{mass:g}"
+
+
+def generate(
+    masses: list[float], signal_events: int, background_events: int, luminosity: float, seed: int
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+    """All trees of the toy: (signal trees by name, background trees by name).
+
+    Each tree gets its own generator seeded by (seed, tree), so a tree does not change when
+    other mass points are added. Event numbers are unique across all trees: each tree owns a
+    block of numbers that starts at a multiple of a power of ten above the tree size.
+    """
+    n_bkg = np.round(background_fractions() * background_events).astype(int)
+    n_bkg[-1] = background_events - n_bkg[:-1].sum()
+    block = 10 ** int(np.ceil(np.log10(max(signal_events, background_events) + 1)))
+    signal: dict[str, dict[str, np.ndarray]] = {}
+    for mass in sorted(masses):
+        key = round(mass * 10)
+        rng = np.random.default_rng([seed, 1, key])
+        signal[signal_tree_name(mass)] = generate_signal(
+            rng, mass, signal_events, luminosity, offset=key * block
+        )
+    background: dict[str, dict[str, np.ndarray]] = {}
+    for j, (proc, n) in enumerate(zip(BACKGROUNDS, n_bkg, strict=True)):
+        rng = np.random.default_rng([seed, 2, j])
+        background[proc.name] = generate_background(
+            rng, proc, int(n), luminosity, offset=(10**7 + j) * block
+        )
+    return signal, background
+
+
+MANIFEST = "toy.json"
+
+
+def write(output: str | Path, masses: list[float], signal_events: int, background_events: int,
+          luminosity: float, seed: int) -> dict[str, Path]:
+    """Generate the toy and write ``signal.root`` and ``background.root`` into ``output``.
+
+    A ``toy.json`` manifest beside them tells later stages that the exact likelihood ratio
+    is available for these samples.
+    """
+    signal, background = generate(masses, signal_events, background_events, luminosity, seed)
+    out = Path(output)
+    paths = {"signal": out / "signal.root", "background": out / "background.root"}
+    ntuple.write_trees(paths["signal"], signal)
+    ntuple.write_trees(paths["background"], background)
+    write_json(out / MANIFEST, {
+        "generator": "pnn.toy", "seed": seed, "luminosity_fb": luminosity,
+        "masses": sorted(masses), "signal_events": signal_events,
+        "background_events": background_events,
+        "signal_trees": list(signal), "background_trees": list(background),
+    })
+    return paths
+
+
+def is_toy_file(path: str | Path) -> bool:
+    """True if ``path`` sits beside a manifest written by :func:`write`."""
+    manifest = Path(path).parent / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("generator") == "pnn.toy"
+    except (OSError, ValueError):
+        return False

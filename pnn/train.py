@@ -1,0 +1,180 @@
+"""Training: one parametrised network per fold, background masses redrawn every epoch.
+
+Each fold model trains on the events of the other folds. A validation share of those
+events (drawn with the run seed) drives early stopping; the best weights are restored.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pnn import model as pnn_model
+from pnn import plots
+from pnn.atomic import atomic_path, write_json
+from pnn.config import Config
+from pnn.errors import PnnError
+from pnn.preprocess import InputScaler, MassPrior, feature_matrix, folds, training_weights
+
+log = logging.getLogger(__name__)
+
+VERSIONED = ("pnn", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "uproot", "awkward")
+
+
+@dataclass
+class FoldData:
+    """Arrays of one fold's training or validation set (features unscaled)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    mass: np.ndarray  # NaN for background
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    train_events: int
+    validation_events: int
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    masses: list[float]
+    folds: list[FoldResult]
+
+
+def training_events(cfg: Config, events: pd.DataFrame) -> pd.DataFrame:
+    """Background plus the signal samples flagged ``train`` (off-grid masses stay out)."""
+    trained = {s.name for s in cfg.samples.signal if s.train}
+    keep = (events["label"] == 0) | events["sample"].astype(str).isin(trained)
+    return events[keep.to_numpy()]
+
+
+def split_fold(cfg: Config, events: pd.DataFrame, fold: int) -> tuple[FoldData, FoldData]:
+    """Training and validation sets of the model for ``fold`` (trained on the other folds)."""
+    pre = cfg.preprocessing
+    train = events[folds(events["event_number"].to_numpy(), pre.folds) != fold]
+    y = train["label"].to_numpy(np.float32)
+    mass = train["mass"].to_numpy(np.float64)
+    w = training_weights(y, mass, train["weight"].to_numpy(), balance_signal=pre.balance_signal,
+                         drop_negative=pre.drop_negative_weights)
+    keep = w != 0
+    X = feature_matrix(train, cfg.features)[keep]
+    y, mass, w = y[keep], mass[keep], w[keep]
+    rng = np.random.default_rng([cfg.seed, 7, fold])
+    is_val = rng.random(len(y)) < pre.validation_fraction
+    part = (lambda sel: FoldData(X[sel], y[sel], w[sel], mass[sel]))
+    return part(~is_val), part(is_val)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path) -> FoldResult:
+    """Train, early-stop and save the model of ``fold`` with its scaler and history."""
+    start = time.perf_counter()
+    t = cfg.training
+    train, val = split_fold(cfg, events, fold)
+    sig = train.y == 1
+    if not sig.any() or sig.all():
+        raise PnnError(f"fold {fold}: training needs both signal and background events")
+    prior = MassPrior.from_signal(train.mass[sig], train.w[sig])
+    scaler = InputScaler.fit(cfg.features, train.X, prior.masses)
+    rng = np.random.default_rng([cfg.seed, 11, fold])
+
+    x_train = scaler.transform(train.X, np.where(sig, train.mass, prior.masses[0]))
+    bkg = np.flatnonzero(~sig)
+    val_mass = np.where(val.y == 1, val.mass, prior.draw(rng, len(val)))
+    x_val = scaler.transform(val.X, val_mass)
+
+    net = pnn_model.build_model(x_train.shape[1], t.layers, t.activation, cfg.seed + 1000 * fold)
+    pnn_model.compile_model(net, t)
+    history: list[dict] = []
+    best = (np.inf, 0, net.get_weights())
+    for epoch in range(t.epochs):
+        x_train[bkg, -1] = scaler.scale_mass(prior.draw(rng, len(bkg)))
+        order = rng.permutation(len(train))
+        h = net.fit(x_train[order], train.y[order], sample_weight=train.w[order],
+                    batch_size=t.batch_size, epochs=epoch + 1, initial_epoch=epoch,
+                    shuffle=False, verbose=0)
+        val_loss = float(net.evaluate(x_val, val.y, sample_weight=val.w,
+                                      batch_size=pnn_model.PREDICT_BATCH, verbose=0))
+        loss = float(h.history["loss"][-1])
+        lr = float(net.optimizer.learning_rate.numpy()) if hasattr(
+            net.optimizer.learning_rate, "numpy") else float(net.optimizer.learning_rate)
+        history.append({"epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
+                        "learning_rate": lr})
+        log.info("fold %d epoch %d/%d: loss %.5f val_loss %.5f", fold, epoch + 1, t.epochs,
+                 loss, val_loss)
+        if val_loss < best[0]:
+            best = (val_loss, epoch + 1, net.get_weights())
+        elif epoch + 1 - best[1] >= t.patience:
+            log.info("fold %d: early stop, best epoch %d", fold, best[1])
+            break
+    net.set_weights(best[2])
+
+    with atomic_path(out_dir / f"fold{fold}.keras") as tmp:
+        net.save(tmp)
+    scaler.save(out_dir / f"fold{fold}.scaler.json")
+    hist = pd.DataFrame(history)
+    with atomic_path(out_dir / f"fold{fold}.history.csv") as tmp:
+        hist.to_csv(tmp, index=False)
+    plots.loss_curve(hist, out_dir / f"fold{fold}.loss.png", title=f"fold {fold}")
+    return FoldResult(fold, len(train), len(val), len(history), best[1], best[0],
+                      time.perf_counter() - start)
+
+
+def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None) -> TrainResult:
+    """Train every fold model (or only ``fold_ids``) and write the model metadata."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    k = cfg.preprocessing.folds
+    fold_ids = list(range(k)) if fold_ids is None else fold_ids
+    bad = [f for f in fold_ids if not 0 <= f < k]
+    if bad:
+        raise PnnError(f"fold {bad[0]} does not exist: folds are 0..{k - 1}")
+    events = training_events(cfg, events)
+    masses = sorted(float(m) for m in np.unique(events.loc[events["label"] == 1, "mass"]))
+    out_dir = pnn_model.model_dir(cfg.run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [train_fold(cfg, events, f, out_dir) for f in fold_ids]
+    write_json(out_dir / "metadata.json", {
+        "features": list(cfg.features),
+        "masses": masses,
+        "folds": k,
+        "fold_rule": f"model i is trained on events with {cfg.event_number} % {k} != i "
+                     f"and applied to events with {cfg.event_number} % {k} == i",
+        "event_number": cfg.event_number,
+        "inputs": [*cfg.features, "mass (scaled to [0, 1] over the trained range)"],
+        "seed": cfg.seed,
+        "config_digest": cfg.digest(),
+        "training": cfg.training.model_dump(),
+        "preprocessing": cfg.preprocessing.model_dump(),
+        "versions": _versions(),
+        "fold_results": [asdict(r) for r in results],
+    })
+    return TrainResult(out_dir, masses, results)
