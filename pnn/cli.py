@@ -57,6 +57,8 @@ def main(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
+    for noisy in ("matplotlib", "PIL", "absl", "h5py"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 def do_generate(cfg: Config) -> None:

@@ -59,6 +59,11 @@ def mass_dir(run_dir: Path, mass: float) -> Path:
     return Path(run_dir) / "evaluate" / f"m{mass:g}"
 
 
+def index_path(run_dir: Path) -> Path:
+    """Written after a full evaluation (every default mass), listing the masses."""
+    return Path(run_dir) / "evaluate" / "index.json"
+
+
 def metrics_path(run_dir: Path, mass: float) -> Path:
     return mass_dir(run_dir, mass) / "metrics.json"
 
@@ -169,6 +174,7 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     missing = sorted(set(models.features) - set(events.columns))
     if missing:
         raise PnnError(f"events table lacks feature {missing[0]!r}: re-run 'pnn ingest'")
+    default_set = not masses
     masses = sorted(masses) if masses else evaluable_masses(cfg, events)
     allow = cfg.evaluation.allow_extrapolation if allow_extrapolation is None else allow_extrapolation
     check_masses(masses, models.trained_masses, allow)
@@ -176,6 +182,11 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     for i, m in enumerate(masses, 1):
         log.info("evaluating mass %g GeV (%d/%d)", m, i, len(masses))
         out.append(evaluate_mass(cfg, events, models, m, bool(meta.get("toy"))))
+    if default_set:
+        write_json(index_path(cfg.run_dir), {
+            "masses": masses,
+            "metrics": [str(metrics_path(cfg.run_dir, m).relative_to(cfg.run_dir)) for m in masses],
+        })
     return out
 
 

@@ -129,5 +129,7 @@ def _eval(node: ast.AST, arrays: Mapping[str, Any], expr: str) -> Any:
         func = FUNCTIONS[node.func.id]  # type: ignore[attr-defined]
         return func(*(_eval(a, arrays, expr) for a in node.args))
     if isinstance(node, ast.Subscript):
-        return _eval(node.value, arrays, expr)[node.slice.value]  # type: ignore[attr-defined]
+        # x[k] is the k-th entry of every event (a column of a per-event array).
+        value = _eval(node.value, arrays, expr)
+        return value[:, node.slice.value]  # type: ignore[attr-defined]
     raise _refuse(expr, type(node).__name__)

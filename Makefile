@@ -1,0 +1,76 @@
+# pnn: make demo | make test. Stage targets follow the pipeline and depend on their inputs
+# as files, so re-running a finished stage does nothing and editing the config reruns it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PNN := $(BIN)/pnn
+CONFIG ?= configs/demo.yaml
+
+# Run directory and toy-data directory, read from the config (override with RUN=..., DATA=...).
+yaml_top = $(shell sed -n 's/^$(1):[[:space:]]*\([^[:space:]\#]*\).*/\1/p' $(CONFIG) | head -n1)
+OUTPUT_DIR := $(or $(call yaml_top,output_dir),runs)
+RUN ?= $(OUTPUT_DIR)/$(call yaml_top,name)
+DATA_DIR := $(shell sed -n '/^generate:/,/^[^[:space:]\#]/s/^[[:space:]]*output:[[:space:]]*\([^[:space:]\#]*\).*/\1/p' $(CONFIG) | head -n1)
+DATA ?= $(if $(DATA_DIR),$(DATA_DIR)/toy.json)
+
+INSTALLED := $(VENV)/.installed
+EVENTS := $(RUN)/events.parquet
+MODEL := $(RUN)/model/metadata.json
+EVALUATED := $(RUN)/evaluate/index.json
+SUMMARY := $(RUN)/summary.json
+
+.PHONY: install demo test lint data ingest train evaluate report clean benchmark
+.DELETE_ON_ERROR:
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(SUMMARY)
+	@$(PNN) -q report $(CONFIG)
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -q
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check pnn tests scripts
+
+data: $(DATA)
+ingest: $(EVENTS)
+train: $(MODEL)
+evaluate: $(EVALUATED)
+report: $(SUMMARY)
+
+ifneq ($(DATA),)
+$(DATA): $(CONFIG) | $(INSTALLED)
+	$(PNN) generate $(CONFIG)
+endif
+
+$(EVENTS): $(CONFIG) $(DATA) | $(INSTALLED)
+	$(PNN) ingest $(CONFIG)
+
+$(MODEL): $(EVENTS) $(CONFIG)
+	$(PNN) train $(CONFIG)
+
+$(EVALUATED): $(MODEL) $(EVENTS) $(CONFIG)
+	$(PNN) evaluate $(CONFIG)
+
+# One mass hypothesis alone, e.g. make evaluate-750
+evaluate-%: $(RUN)/evaluate/m%/metrics.json ;
+
+$(RUN)/evaluate/m%/metrics.json: $(MODEL) $(EVENTS) $(CONFIG)
+	$(PNN) evaluate $(CONFIG) --mass $*
+
+$(SUMMARY): $(EVALUATED) $(wildcard $(RUN)/evaluate/m*/metrics.json)
+	$(PNN) report $(CONFIG)
+
+benchmark: $(INSTALLED)
+	$(BIN)/python scripts/benchmark.py
+
+clean:
+	rm -rf $(RUN)
