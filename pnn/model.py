@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import keras  # noqa: E402
+import keras
 
-from pnn.config import Training  # noqa: E402
-from pnn.errors import PnnError  # noqa: E402
-from pnn.preprocess import InputScaler, folds  # noqa: E402
+from pnn.config import Training
+from pnn.errors import PnnError
+from pnn.preprocess import InputScaler, folds
 
 log = logging.getLogger(__name__)
 

@@ -51,10 +51,9 @@ def iterate(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield chunks of ``branches`` from ``tree`` in ``files`` as NumPy arrays."""
     names = sorted(set(branches))
-    for chunk in uproot.iterate(
+    yield from uproot.iterate(
         {f: tree for f in files}, expressions=names, library="np", step_size=step_size
-    ):
-        yield chunk
+    )
 
 
 def write_trees(
@@ -67,13 +66,12 @@ def write_trees(
     Writing in chunks of ``chunk_entries`` gives baskets of a sensible size that ROOT,
     TMVA and uproot all read.
     """
-    with atomic_path(path) as tmp:
-        with uproot.recreate(tmp) as f:
-            for name, columns in trees.items():
-                types = {k: np.asarray(v).dtype for k, v in columns.items()}
-                out = f.mktree(name, types)
-                n = len(next(iter(columns.values())))
-                for start in range(0, n, chunk_entries):
-                    out.extend({k: np.asarray(v)[start:start + chunk_entries]
-                                for k, v in columns.items()})
-                log.info("wrote tree %s with %d entries to %s", name, n, path)
+    with atomic_path(path) as tmp, uproot.recreate(tmp) as f:
+        for name, columns in trees.items():
+            types = {k: np.asarray(v).dtype for k, v in columns.items()}
+            out = f.mktree(name, types)
+            n = len(next(iter(columns.values())))
+            for start in range(0, n, chunk_entries):
+                out.extend({k: np.asarray(v)[start:start + chunk_entries]
+                            for k, v in columns.items()})
+            log.info("wrote tree %s with %d entries to %s", name, n, path)

@@ -9,13 +9,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mplhep  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import mplhep
+import numpy as np
+import pandas as pd
 
-from pnn.atomic import atomic_path  # noqa: E402
-from pnn.metrics import CutScan, Roc  # noqa: E402
+from pnn.atomic import atomic_path
+from pnn.metrics import CutScan, Roc
 
 log = logging.getLogger(__name__)
 

@@ -95,7 +95,8 @@ def background_fractions() -> np.ndarray:
 
 
 def _columns(events: pd.DataFrame | dict) -> tuple[np.ndarray, ...]:
-    get = (lambda k: np.asarray(events[k], dtype=np.float64))
+    def get(k):
+        return (np.asarray(events[k], dtype=np.float64))
     M, pt, stnm, st = (get(k) for k in BRANCHES[:4])
     btag = np.asarray(events["Btag"]).astype(np.int64)
     return M, pt, stnm - pt, st - stnm, btag

@@ -79,7 +79,8 @@ def split_fold(cfg: Config, events: pd.DataFrame, fold: int) -> tuple[FoldData, 
     y, mass, w = y[keep], mass[keep], w[keep]
     rng = np.random.default_rng([cfg.seed, 7, fold])
     is_val = rng.random(len(y)) < pre.validation_fraction
-    part = (lambda sel: FoldData(X[sel], y[sel], w[sel], mass[sel]))
+    def part(sel):
+        return (FoldData(X[sel], y[sel], w[sel], mass[sel]))
     return part(~is_val), part(is_val)
 
 

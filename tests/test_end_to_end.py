@@ -1,0 +1,129 @@
+"""The whole chain through the CLI on a small toy: generate -> ingest -> train -> evaluate -> report."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pnn.cli import main
+from pnn.config import load_config
+
+from .conftest import toy_config, write_config
+
+KEYS = {"mass", "trained", "auc", "auc_optimal", "auc_window", "z", "z_optimal", "z_window",
+        "bkg_eff_sig80", "bkg_eff_sig95"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    path = write_config(tmp / "config.yaml", toy_config(tmp))
+    result = CliRunner().invoke(main, ["run", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return path, result.output
+
+
+def test_run_writes_summary_with_every_mass(finished_run) -> None:
+    path, output = finished_run
+    cfg = load_config(path)
+    rows = json.loads((cfg.run_dir / "summary.json").read_text())
+    assert [r["mass"] for r in rows] == [500, 750, 1000, 1500]
+    assert [r["trained"] for r in rows] == [True, False, True, True]
+    for r in rows:
+        assert set(r) >= KEYS
+        assert 0.8 < r["auc"] <= 1.0
+        assert r["auc"] <= r["auc_optimal"] + 0.01  # nothing beats the likelihood ratio
+        assert r["auc"] > r["auc_window"]
+        assert 0 < r["bkg_eff_sig80"] < r["bkg_eff_sig95"] < 1
+    assert "| mass | trained | auc |" in output
+    csv = (cfg.run_dir / "summary.csv").read_text().splitlines()
+    assert csv[0].startswith("mass,trained,auc,auc_optimal") and len(csv) == 5
+
+
+def test_run_writes_models_scalers_and_plots(finished_run) -> None:
+    cfg = load_config(finished_run[0])
+    model = cfg.run_dir / "model"
+    meta = json.loads((model / "metadata.json").read_text())
+    assert meta["folds"] == 2 and meta["masses"] == [500, 1000, 1500]
+    assert meta["features"] == cfg.features and meta["config_digest"] == cfg.digest()
+    assert "tensorflow" in meta["versions"]
+    for i in (0, 1):
+        assert (model / f"fold{i}.keras").is_file()
+        scaler = json.loads((model / f"fold{i}.scaler.json").read_text())
+        assert scaler["mass_min"] == 500 and scaler["mass_max"] == 1500
+        assert (model / f"fold{i}.history.csv").read_text().startswith("epoch,loss,val_loss")
+        assert (model / f"fold{i}.loss.png").stat().st_size > 1000
+    for m in ("m500", "m750", "m1000", "m1500"):
+        d = cfg.run_dir / "evaluate" / m
+        metrics = json.loads((d / "metrics.json").read_text())
+        assert set(metrics["methods"]) == {"pnn", "optimal", "window"}
+        assert 0 <= metrics["ks_signal"] <= 1
+        for plot in ("scores.png", "roc.png", "significance.png"):
+            assert (d / plot).stat().st_size > 1000
+    assert (cfg.run_dir / "summary.png").is_file()
+    assert not list(cfg.run_dir.rglob(".*tmp*"))
+
+
+def test_evaluate_one_mass_and_refuse_extrapolation(finished_run) -> None:
+    path, _ = finished_run
+    runner = CliRunner()
+    res = runner.invoke(main, ["evaluate", str(path), "--mass", "750"])
+    assert res.exit_code == 0 and "m = 750 GeV" in res.output and "m = 500" not in res.output
+    res = runner.invoke(main, ["evaluate", str(path), "--mass", "2000"])
+    assert res.exit_code == 2
+    assert "outside the trained range" in res.output and "--allow-extrapolation" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_training_is_reproducible(finished_run, tmp_path) -> None:
+    """Same config and seed: identical weights (and so identical numbers)."""
+    import keras
+
+    path, _ = finished_run
+    cfg = load_config(path)
+    first = keras.saving.load_model(cfg.run_dir / "model" / "fold0.keras").get_weights()
+    copy = tmp_path / "small"
+    copy.mkdir()
+    for name in ("events.parquet", "events.json"):
+        shutil.copy(cfg.run_dir / name, copy / name)
+    res = CliRunner().invoke(main, ["train", str(path), "--output-dir", str(tmp_path),
+                                    "--fold", "0"])
+    assert res.exit_code == 0, res.output
+    again = keras.saving.load_model(tmp_path / "small" / "model" / "fold0.keras").get_weights()
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c.update(typo=1), "unknown key 'typo'"),
+        (lambda c: c["samples"]["signal"][0].update(files="/nonexistent/x.root"), "no file matches"),
+        (lambda c: c["features"].append("NoSuchBranch"), "no branch 'NoSuchBranch'"),
+        (lambda c: c["samples"]["background"][0].update(tree="nope"), "has no tree 'nope'"),
+        (lambda c: c.update(selection="FourBodyMass < 0"), "selection keeps no events"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(small_toy, mutate, message) -> None:
+    import yaml
+
+    raw = yaml.safe_load(small_toy.read_text())
+    mutate(raw)
+    small_toy.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["ingest", str(small_toy)])
+    assert res.exit_code == 2
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_help_does_not_import_tensorflow() -> None:
+    code = ("import sys; from pnn.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+            "assert 'uproot' not in sys.modules and 'matplotlib' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -1,0 +1,129 @@
+import numpy as np
+import pandas as pd
+import pytest
+import uproot
+
+from pnn import ingest, ntuple
+from pnn.config import load_config
+from pnn.errors import PnnError
+
+from .conftest import write_config
+
+
+def _make_files(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 2000
+    sig = {
+        "EventNumber": np.arange(n, dtype=np.uint64),
+        "pt": rng.exponential(100, n).astype(np.float32),
+        "eta": rng.normal(0, 2, n),
+        "w": np.full(n, 0.5),
+        "truth_mass": rng.choice([300.0, 600.0], n),
+    }
+    bkg = {
+        "EventNumber": np.arange(n, 3 * n, dtype=np.uint64),
+        "pt": rng.exponential(50, 2 * n).astype(np.float32),
+        "eta": rng.normal(0, 2, 2 * n),
+        "w": rng.choice([-1.0, 2.0], 2 * n, p=[0.1, 0.9]),
+    }
+    ntuple.write_trees(tmp_path / "sig.root", {"nominal": sig})
+    ntuple.write_trees(tmp_path / "bkg_part1.root", {"nominal": {k: v[:n] for k, v in bkg.items()}})
+    ntuple.write_trees(tmp_path / "bkg_part2.root", {"nominal": {k: v[n:] for k, v in bkg.items()}})
+    return sig, bkg
+
+
+def _config(tmp_path, **extra):
+    raw = {
+        "name": "ing", "output_dir": str(tmp_path / "runs"),
+        "samples": {
+            "signal": [{"name": "sig", "files": str(tmp_path / "sig.root"), "tree": "nominal",
+                        "mass_branch": "truth_mass", "weight": "w * 2"}],
+            "background": [{"name": "bkg", "files": [str(tmp_path / "bkg_part*.root")],
+                            "tree": "nominal", "selection": "pt > 10"}],
+        },
+        "features": ["pt", "abs(eta)"],
+        "weight": "w",
+        "selection": "abs(eta) < 2.5",
+    }
+    raw.update(extra)
+    return load_config(write_config(tmp_path / "c.yaml", raw))
+
+
+def test_ingest_applies_selection_weights_and_masses(tmp_path) -> None:
+    sig, bkg = _make_files(tmp_path)
+    res = ingest.ingest(_config(tmp_path))
+    table = pd.read_parquet(res.path)
+    keep_s = np.abs(sig["eta"]) < 2.5
+    keep_b = (np.abs(bkg["eta"]) < 2.5) & (bkg["pt"] > 10)
+    assert (table["label"] == 1).sum() == keep_s.sum()
+    assert (table["label"] == 0).sum() == keep_b.sum()
+    s = table[table["label"] == 1]
+    assert np.allclose(s["weight"], 1.0)  # per-sample weight expression w * 2
+    np.testing.assert_array_equal(s["mass"], sig["truth_mass"][keep_s])
+    b = table[table["label"] == 0]
+    assert b["mass"].isna().all()
+    assert b["weight"].sum() == pytest.approx(bkg["w"][keep_b].sum())
+    np.testing.assert_allclose(b["abs(eta)"], np.abs(bkg["eta"][keep_b]), rtol=1e-6)
+    assert set(table.columns) >= {"pt", "abs(eta)", "weight", "event_number", "sample", "label"}
+    assert not res.toy
+    assert [x.selected for x in res.samples] == [keep_s.sum(), keep_b.sum()]
+
+
+def test_ingest_reads_only_needed_branches(tmp_path, monkeypatch) -> None:
+    _make_files(tmp_path)
+    asked = []
+    real = uproot.iterate
+
+    def spy(files, expressions=None, **kw):
+        asked.append(set(expressions))
+        return real(files, expressions=expressions, **kw)
+
+    monkeypatch.setattr(uproot, "iterate", spy)
+    ingest.ingest(_config(tmp_path))
+    assert asked[0] == {"EventNumber", "pt", "eta", "w", "truth_mass"}
+
+
+def test_empty_selection_is_an_error(tmp_path) -> None:
+    _make_files(tmp_path)
+    with pytest.raises(PnnError, match="selection keeps no events"):
+        ingest.ingest(_config(tmp_path, selection="pt < 0"))
+
+
+def test_missing_branch_is_an_error(tmp_path) -> None:
+    _make_files(tmp_path)
+    with pytest.raises(PnnError, match="no branch 'phi'"):
+        ingest.ingest(_config(tmp_path, features=["pt", "phi"]))
+
+
+def test_toy_samples_carry_the_likelihood_branches(small_toy) -> None:
+    cfg = load_config(small_toy)
+    cfg = cfg.model_copy(update={"features": ["Jet0CorrTLV", "sT"]})
+    res = ingest.ingest(cfg)
+    table, meta = ingest.load_events(cfg)
+    assert res.toy and meta["toy"]
+    assert {"FourBodyMass", "sTNoMet", "Btag"} <= set(table.columns)
+    assert sorted(table.loc[table.label == 1, "mass"].unique()) == [500, 750, 1000, 1500]
+
+
+def test_shared_real_file_with_expressions(shared_testdata, tmp_path) -> None:
+    path = str(shared_testdata / "uproot-Zmumu.root")
+    raw = {
+        "name": "zmumu", "output_dir": str(tmp_path / "runs"),
+        "samples": {
+            "signal": [{"name": "onpeak", "files": path, "tree": "events", "mass": 91.0,
+                        "selection": "abs(M - 91) < 10"}],
+            "background": [{"name": "offpeak", "files": path, "tree": "events",
+                            "selection": "abs(M - 91) >= 10"}],
+        },
+        "features": ["pt1", "eta1", "sqrt(px1**2 + py1**2)"],
+        "event_number": "Event",
+        "weight": "1",
+    }
+    cfg = load_config(write_config(tmp_path / "z.yaml", raw))
+    ingest.ingest(cfg)
+    table, _ = ingest.load_events(cfg)
+    with uproot.open(path) as f:
+        m = f["events"]["M"].array(library="np")
+    assert (table.label == 1).sum() == (np.abs(m - 91) < 10).sum()
+    assert len(table) == 2304
+    np.testing.assert_allclose(table["sqrt(px1**2 + py1**2)"], table["pt1"], rtol=1e-4)

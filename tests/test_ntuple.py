@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import uproot
+
+from pnn import ntuple
+from pnn.errors import PnnError
+
+
+@pytest.fixture
+def flat_file(tmp_path):
+    path = tmp_path / "flat.root"
+    ntuple.write_trees(path, {"events": {
+        "x": np.arange(1000, dtype=np.float32),
+        "n": np.arange(1000, dtype=np.int64),
+        "flag": (np.arange(1000) % 3 == 0),
+    }}, chunk_entries=300)
+    return path
+
+
+def test_round_trip_in_chunks(flat_file) -> None:
+    chunks = list(ntuple.iterate([str(flat_file)], "events", ["x", "n"], step_size=250))
+    assert len(chunks) == 4
+    x = np.concatenate([c["x"] for c in chunks])
+    np.testing.assert_array_equal(x, np.arange(1000, dtype=np.float32))
+    assert set(chunks[0]) == {"x", "n"}
+
+
+def test_written_tree_is_a_ttree_with_several_baskets(flat_file) -> None:
+    with uproot.open(flat_file) as f:
+        tree = f["events"]
+        assert tree.classname == "TTree"
+        assert tree["x"].num_baskets == 4
+
+
+def test_check_tree_errors(flat_file, tmp_path) -> None:
+    assert ntuple.check_tree(str(flat_file), "events", ["x"]) == 1000
+    with pytest.raises(PnnError, match=r"no tree 'nope'.*events"):
+        ntuple.check_tree(str(flat_file), "nope", [])
+    with pytest.raises(PnnError, match="no branch 'y'"):
+        ntuple.check_tree(str(flat_file), "events", ["x", "y"])
+    with pytest.raises(PnnError, match="not found"):
+        ntuple.check_tree(str(tmp_path / "missing.root"), "events", [])
+    junk = tmp_path / "junk.root"
+    junk.write_text("not root")
+    with pytest.raises(PnnError, match="cannot be read as a ROOT file"):
+        ntuple.check_tree(str(junk), "events", [])
+
+
+def test_failed_write_leaves_no_file(tmp_path) -> None:
+    path = tmp_path / "out.root"
+    with pytest.raises(ValueError):
+        ntuple.write_trees(path, {"t": {"a": np.arange(3), "b": np.arange(4)}})
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shared_real_files_are_read(shared_testdata) -> None:
+    path = str(shared_testdata / "uproot-Zmumu.root")
+    assert ntuple.check_tree(path, "events", ["M", "Event"]) == 2304
+    m = np.concatenate([c["M"] for c in ntuple.iterate([path], "events", ["M"], step_size=500)])
+    assert len(m) == 2304 and 80 < np.median(m) < 100
