@@ -56,8 +56,10 @@ class Sample(_Strict):
 
 
 class Samples(_Strict):
-    signal: list[Sample]
-    background: list[Sample]
+    """Signal samples (one per mass point, or with a mass branch) and background samples."""
+
+    signal: list[Sample] = Field(description="signal samples (keys: see samples.*[])")
+    background: list[Sample] = Field(description="background samples (keys: see samples.*[])")
 
     @model_validator(mode="after")
     def _check(self) -> Samples:
@@ -93,19 +95,21 @@ class Preprocessing(_Strict):
     folds: int = Field(2, ge=2, description="k in fold = EventNumber % k")
     drop_negative_weights: bool = Field(True, description="leave negative weights out of the loss")
     balance_signal: bool = Field(
-        True, description="equal weight per mass point, total signal = total background"
+        True, description="equal weight per mass point; total signal = total background"
     )
-    validation_fraction: float = Field(0.2, gt=0, lt=0.5, description="validation share of train")
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=0.5, description="share of training events held out for early stopping"
+    )
 
 
 class Training(_Strict):
     layers: list[int] = Field([32, 32, 32], description="widths of the hidden Dense layers")
     activation: str = Field("relu", description="hidden-layer activation")
-    learning_rate: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = True
+    learning_rate: float = Field(0.1, gt=0, description="initial SGD learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    nesterov: bool = Field(True, description="Nesterov momentum")
     decay: float = Field(1e-5, ge=0, description="lr(t) = lr / (1 + decay * step)")
-    batch_size: int = Field(256, gt=0)
+    batch_size: int = Field(256, gt=0, description="events per gradient step")
     epochs: int = Field(40, gt=0, description="maximum number of epochs")
     patience: int = Field(6, gt=0, description="early-stopping patience in epochs")
 
@@ -200,3 +204,28 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         return Config.model_validate(raw)
     except ValidationError as err:
         raise PnnError(_format_error(path, err)) from None
+
+
+def _describe(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        ann = info.annotation
+        sub = next((a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type)
+                    and issubclass(a, BaseModel)), None)
+        if sub is not None and name not in ("signal", "background"):
+            rows.append((key, "", info.description or f"section, see {key}.*"))
+            rows.extend(_describe(sub, key + "."))
+            continue
+        default = "required" if info.is_required() else repr(info.get_default())
+        rows.append((key, default, info.description or ""))
+    return rows
+
+
+def reference_markdown() -> str:
+    """Markdown table of every config key, its default and its meaning (for the README)."""
+    rows = _describe(Config, "")
+    rows += [(f"samples.*[].{k}", d, m) for k, d, m in _describe(Sample, "")]
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{k}` | {('`' + d + '`') if d and d != 'required' else d} | {m} |" for k, d, m in rows]
+    return "\n".join(lines)
