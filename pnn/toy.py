@@ -31,7 +31,12 @@ optimal classifier at mass m. The signal mass, pT and sTNoMet all scale with m, 
 classifier that ignores the mass hypothesis loses at the ends of the mass range.
 
 Weights are cross-section x luminosity / generated events (signed for ``ttbar``), so the
-weights of a sample add up to its expected yield.
+weights of a sample add up to its expected yield. As real MC is produced in slices of a
+generator-level quantity, each background process is generated in two slices stitched at
+``TAIL_FROM`` GeV of the true M: ``TAIL_FRACTION`` of its events above, the rest below, each
+slice weighted by cross-section x luminosity x P(slice) / events in the slice. The weighted
+distribution (and so the likelihood ratio) is unchanged, while the high-mass tail, where a
+1.5 TeV search lives, gets enough MC events to measure its background.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ SIGNAL_R_SHAPE, SIGNAL_R_SCALE_PER_GEV = 3.0, 0.12
 SIGNAL_MET = (2.0, 30.0)
 SIGNAL_BTAG = (0.20, 0.40, 0.40)
 SIGNAL_XSEC_FB_AT_500 = 5.0
+TAIL_FROM = 900.0
+TAIL_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -179,13 +186,26 @@ def generate_signal(
 def generate_background(
     rng: np.random.Generator, process: Process, n: int, luminosity: float, offset: int
 ) -> dict[str, np.ndarray]:
-    """Background events of one process; signed weights add up to sigma x L."""
-    M = rng.gamma(process.mass[0], process.mass[1], size=n)
+    """Background events of one process in two mass slices; signed weights add up to sigma x L.
+
+    The true M is drawn by inverting the Gamma CDF within each slice, so the slice sizes
+    are exact: ``n - n_tail`` events below ``TAIL_FROM`` and ``n_tail`` above.
+    """
+    k, theta = process.mass
+    n_tail = round(n * TAIL_FRACTION)
+    p_tail = float(stats.gamma.sf(TAIL_FROM, k, scale=theta))
+    u = rng.random(n)
+    M = np.empty(n)
+    M[n_tail:] = stats.gamma.ppf(u[n_tail:] * (1.0 - p_tail), k, scale=theta)
+    M[:n_tail] = stats.gamma.isf(u[:n_tail] * p_tail, k, scale=theta)
     out = _kinematics(rng, n, M, process.u, process.r, process.met, process.btag)
     out["EventFlavour"] = rng.choice(FLAVOURS, size=n, p=process.flavour).astype(np.int32)
     out["EventNumber"] = _event_numbers(rng, n, offset)
     sign = np.where(rng.random(n) < process.negative_fraction, -1.0, 1.0)
-    out["weight"] = sign * process.xsec_fb * luminosity / sign.sum()
+    weight = np.empty(n)
+    for part, prob in ((slice(0, n_tail), p_tail), (slice(n_tail, n), 1.0 - p_tail)):
+        weight[part] = sign[part] * process.xsec_fb * luminosity * prob / sign[part].sum()
+    out["weight"] = weight
     return out
 
 

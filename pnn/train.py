@@ -94,6 +94,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def run_epoch(net, x: np.ndarray, y: np.ndarray, w: np.ndarray, bkg: np.ndarray,
+              prior: MassPrior, scaler: InputScaler, rng: np.random.Generator,
+              batch_size: int, epoch: int) -> float:
+    """One epoch: draw new background masses, shuffle with ``rng``, fit; return the loss."""
+    x[bkg, -1] = scaler.scale_mass(prior.draw(rng, len(bkg)))
+    order = rng.permutation(len(y))
+    h = net.fit(x[order], y[order], sample_weight=w[order], batch_size=batch_size,
+                epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
+    return float(h.history["loss"][-1])
+
+
 def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path) -> FoldResult:
     """Train, early-stop and save the model of ``fold`` with its scaler and history."""
     start = time.perf_counter()
@@ -116,14 +127,10 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path) -> F
     history: list[dict] = []
     best = (np.inf, 0, net.get_weights())
     for epoch in range(t.epochs):
-        x_train[bkg, -1] = scaler.scale_mass(prior.draw(rng, len(bkg)))
-        order = rng.permutation(len(train))
-        h = net.fit(x_train[order], train.y[order], sample_weight=train.w[order],
-                    batch_size=t.batch_size, epochs=epoch + 1, initial_epoch=epoch,
-                    shuffle=False, verbose=0)
+        loss = run_epoch(net, x_train, train.y, train.w, bkg, prior, scaler, rng,
+                         t.batch_size, epoch)
         val_loss = float(net.evaluate(x_val, val.y, sample_weight=val.w,
                                       batch_size=pnn_model.PREDICT_BATCH, verbose=0))
-        loss = float(h.history["loss"][-1])
         lr = float(net.optimizer.learning_rate.numpy()) if hasattr(
             net.optimizer.learning_rate, "numpy") else float(net.optimizer.learning_rate)
         history.append({"epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
