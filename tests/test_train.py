@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from pnn import ingest
+from pnn import train as pnn_train
+from pnn.config import load_config
+from pnn.preprocess import InputScaler, MassPrior, folds
+
+
+@pytest.fixture
+def events_cfg(small_toy):
+    cfg = load_config(small_toy)
+    ingest.ingest(cfg)
+    events, _ = ingest.load_events(cfg)
+    return cfg, events
+
+
+def test_off_grid_signal_never_enters_training(events_cfg) -> None:
+    cfg, events = events_cfg
+    used = pnn_train.training_events(cfg, events)
+    assert 750 not in set(used.loc[used.label == 1, "mass"])
+    assert (used.label == 0).sum() == (events.label == 0).sum()
+
+
+def test_fold_split_uses_only_other_folds(events_cfg) -> None:
+    cfg, events = events_cfg
+    events = pnn_train.training_events(cfg, events)
+    train, val = pnn_train.split_fold(cfg, events, 0)
+    in_fold1 = events[folds(events.event_number.to_numpy(), 2) == 1]
+    positive = in_fold1[in_fold1.weight > 0]
+    assert len(train) + len(val) == len(positive)  # negative weights dropped by default
+    assert 0.15 < len(val) / (len(train) + len(val)) < 0.25
+    assert np.all(train.w > 0) and np.all(val.w > 0)
+    sig = train.y == 1
+    totals = [train.w[sig & (train.mass == m)].sum() + val.w[(val.y == 1) & (val.mass == m)].sum()
+              for m in (500, 1000, 1500)]
+    assert totals == pytest.approx([totals[0]] * 3, rel=1e-6)
+
+
+def test_background_masses_are_redrawn_every_epoch(events_cfg) -> None:
+    from pnn import model as pnn_model
+
+    cfg, events = events_cfg
+    train, _ = pnn_train.split_fold(cfg, pnn_train.training_events(cfg, events), 0)
+    sig = train.y == 1
+    prior = MassPrior.from_signal(train.mass[sig], train.w[sig])
+    scaler = InputScaler.fit(cfg.features, train.X, prior.masses)
+    x = scaler.transform(train.X, np.where(sig, train.mass, 500.0))
+    bkg = np.flatnonzero(~sig)
+    net = pnn_model.build_model(x.shape[1], [8], "relu", seed=0)
+    pnn_model.compile_model(net, cfg.training)
+    rng = np.random.default_rng(0)
+    pnn_train.run_epoch(net, x, train.y, train.w, bkg, prior, scaler, rng, 1024, 0)
+    first = x[bkg, -1].copy()
+    pnn_train.run_epoch(net, x, train.y, train.w, bkg, prior, scaler, rng, 1024, 1)
+    second = x[bkg, -1]
+    assert set(np.round(first, 6)) == {0.0, 0.5, 1.0}  # the scaled trained masses only
+    assert 0.5 < np.mean(first != second) < 0.8  # about 2/3 change with three masses
+    assert np.array_equal(x[sig, -1], scaler.scale_mass(train.mass[sig]))
