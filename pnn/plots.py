@@ -105,7 +105,8 @@ def significance_vs_cut(cs: CutScan, chosen: float, path: Path, title: str) -> N
 def summary(table: pd.DataFrame, path: Path) -> None:
     """AUC and Z against mass for the PNN, the optimum and the mass window."""
     with plt.style.context(mplhep.style.ROOT):
-        fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+        fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    fig.subplots_adjust(wspace=0.3)
     for ax, key, ylabel in ((axes[0], "auc", "ROC AUC"), (axes[1], "z", "Asimov Z")):
         for method, suffix in (("pnn", ""), ("optimal", "_optimal"), ("window", "_window")):
             col = key + suffix

@@ -32,11 +32,11 @@ classifier that ignores the mass hypothesis loses at the ends of the mass range.
 
 Weights are cross-section x luminosity / generated events (signed for ``ttbar``), so the
 weights of a sample add up to its expected yield. As real MC is produced in slices of a
-generator-level quantity, each background process is generated in two slices stitched at
-``TAIL_FROM`` GeV of the true M: ``TAIL_FRACTION`` of its events above, the rest below, each
-slice weighted by cross-section x luminosity x P(slice) / events in the slice. The weighted
-distribution (and so the likelihood ratio) is unchanged, while the high-mass tail, where a
-1.5 TeV search lives, gets enough MC events to measure its background.
+generator-level quantity, each background process is generated in ``SLICES`` of M
+(lower edge, upper edge, share of the events), each slice weighted by
+cross-section x luminosity x P(slice) / events in the slice. The weighted distribution (and
+so the likelihood ratio) is unchanged, while the high-mass tail, where a 1.5 TeV search
+lives, gets enough MC events to measure its background.
 """
 
 from __future__ import annotations
@@ -61,8 +61,7 @@ SIGNAL_R_SHAPE, SIGNAL_R_SCALE_PER_GEV = 3.0, 0.12
 SIGNAL_MET = (2.0, 30.0)
 SIGNAL_BTAG = (0.20, 0.40, 0.40)
 SIGNAL_XSEC_FB_AT_500 = 5.0
-TAIL_FROM = 900.0
-TAIL_FRACTION = 0.5
+SLICES = ((0.0, 800.0, 0.5), (800.0, 1300.0, 0.3), (1300.0, np.inf, 0.2))
 
 
 @dataclass(frozen=True)
@@ -186,25 +185,27 @@ def generate_signal(
 def generate_background(
     rng: np.random.Generator, process: Process, n: int, luminosity: float, offset: int
 ) -> dict[str, np.ndarray]:
-    """Background events of one process in two mass slices; signed weights add up to sigma x L.
+    """Background events of one process in mass slices; signed weights add up to sigma x L.
 
-    The true M is drawn by inverting the Gamma CDF within each slice, so the slice sizes
-    are exact: ``n - n_tail`` events below ``TAIL_FROM`` and ``n_tail`` above.
+    Within each slice the true M is drawn by inverting the Gamma survival function, so the
+    slice sizes are exact.
     """
     k, theta = process.mass
-    n_tail = round(n * TAIL_FRACTION)
-    p_tail = float(stats.gamma.sf(TAIL_FROM, k, scale=theta))
-    u = rng.random(n)
+    sizes = [round(n * share) for _, _, share in SLICES]
+    sizes[0] = n - sum(sizes[1:])
     M = np.empty(n)
-    M[n_tail:] = stats.gamma.ppf(u[n_tail:] * (1.0 - p_tail), k, scale=theta)
-    M[:n_tail] = stats.gamma.isf(u[:n_tail] * p_tail, k, scale=theta)
+    weight = np.empty(n)
+    sign = np.where(rng.random(n) < process.negative_fraction, -1.0, 1.0)
+    start = 0
+    for (lo, hi, _), size in zip(SLICES, sizes, strict=True):
+        part = slice(start, start + size)
+        sf_lo, sf_hi = stats.gamma.sf([lo, hi], k, scale=theta)
+        M[part] = stats.gamma.isf(sf_hi + rng.random(size) * (sf_lo - sf_hi), k, scale=theta)
+        weight[part] = sign[part] * process.xsec_fb * luminosity * (sf_lo - sf_hi) / sign[part].sum()
+        start += size
     out = _kinematics(rng, n, M, process.u, process.r, process.met, process.btag)
     out["EventFlavour"] = rng.choice(FLAVOURS, size=n, p=process.flavour).astype(np.int32)
     out["EventNumber"] = _event_numbers(rng, n, offset)
-    sign = np.where(rng.random(n) < process.negative_fraction, -1.0, 1.0)
-    weight = np.empty(n)
-    for part, prob in ((slice(0, n_tail), p_tail), (slice(n_tail, n), 1.0 - p_tail)):
-        weight[part] = sign[part] * process.xsec_fb * luminosity * prob / sign[part].sum()
     out["weight"] = weight
     return out
 
