@@ -86,7 +86,9 @@ def check_masses(masses: list[float], trained: list[float], allow_extrapolation:
         )
 
 
-def method_metrics(score, label, weight, half, min_bkg) -> tuple[MethodMetrics, metrics.Roc]:
+def method_metrics(score: np.ndarray, label: np.ndarray, weight: np.ndarray, half: np.ndarray,
+                   min_bkg: int) -> tuple[MethodMetrics, metrics.Roc]:
+    """ROC, background efficiencies and the half-split significance of one discriminant."""
     r = metrics.roc(score, label, weight)
     sig = metrics.best_cut(score, label, weight, half, min_bkg)
     return MethodMetrics(

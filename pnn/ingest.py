@@ -6,6 +6,7 @@ the global and per-sample selections and the weight expression.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,7 +62,7 @@ def _as_array(value, n: int, dtype) -> np.ndarray:
         arr = np.full(n, arr)
     if arr.dtype == object:
         raise PnnError("a feature or weight evaluated to a jagged array: reduce it to one number per event")
-    return arr.astype(dtype, copy=False)
+    return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
 def _read_sample(
@@ -158,8 +159,6 @@ def ingest(cfg: Config) -> IngestResult:
 
 def load_events(cfg: Config) -> tuple[pd.DataFrame, dict]:
     """Read the events table and its metadata written by :func:`ingest`."""
-    import json
-
     path = events_path(cfg)
     if not path.is_file():
         raise PnnError(f"events table '{path}' not found: run 'pnn ingest' first")

@@ -94,7 +94,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_epoch(net, x: np.ndarray, y: np.ndarray, w: np.ndarray, bkg: np.ndarray,
+def run_epoch(net: pnn_model.keras.Model, x: np.ndarray, y: np.ndarray, w: np.ndarray, bkg: np.ndarray,
               prior: MassPrior, scaler: InputScaler, rng: np.random.Generator,
               batch_size: int, epoch: int) -> float:
     """One epoch: draw new background masses, shuffle with ``rng``, fit; return the loss."""

@@ -123,7 +123,11 @@ def test_shared_real_file_with_expressions(shared_testdata, tmp_path) -> None:
     ingest.ingest(cfg)
     table, _ = ingest.load_events(cfg)
     with uproot.open(path) as f:
-        m = f["events"]["M"].array(library="np")
-    assert (table.label == 1).sum() == (np.abs(m - 91) < 10).sum()
+        a = f["events"].arrays(["M", "px1", "py1", "Event"], library="np")
+    on = np.abs(a["M"] - 91) < 10
+    assert (table.label == 1).sum() == on.sum()
     assert len(table) == 2304
-    np.testing.assert_allclose(table["sqrt(px1**2 + py1**2)"], table["pt1"], rtol=1e-4)
+    derived = np.sqrt(a["px1"] ** 2 + a["py1"] ** 2)
+    expect = np.concatenate([derived[on], derived[~on]])
+    np.testing.assert_allclose(table["sqrt(px1**2 + py1**2)"], expect, rtol=1e-6)
+    np.testing.assert_array_equal(table["event_number"], np.r_[a["Event"][on], a["Event"][~on]])
