@@ -76,6 +76,24 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
+def comparison(table: pd.DataFrame) -> list[str]:
+    """One-line comparisons of the PNN with the optimum and the mass window, from the numbers."""
+    lines = []
+    if table["auc_optimal"].notna().any():
+        gap = table["auc_optimal"] - table["auc"]
+        ratio = table["z"] / table["z_optimal"]
+        i, j = gap.idxmax(), ratio.idxmin()
+        lines.append(
+            f"PNN vs optimal: largest AUC gap {gap[i]:.4f} at {table['mass'][i]:g} GeV, "
+            f"smallest Z ratio {ratio[j]:.3f} at {table['mass'][j]:g} GeV"
+        )
+    if table["z_window"].notna().any():
+        ratio = table["z"] / table["z_window"]
+        j = ratio.idxmin()
+        lines.append(f"PNN vs mass window: smallest Z ratio {ratio[j]:.3f} at {table['mass'][j]:g} GeV")
+    return lines
+
+
 def report(cfg: Config) -> Report:
     """Write summary.csv, summary.json and summary.png in the run directory."""
     table, warnings = collect(cfg)
@@ -87,4 +105,5 @@ def report(cfg: Config) -> Report:
                for r in table.astype(object).to_dict(orient="records")]
     write_json(paths["json"], records)
     plots.summary(table, paths["plot"])
-    return Report(table, markdown(table), warnings, paths)
+    text = "\n".join([markdown(table), "", *comparison(table)]).rstrip()
+    return Report(table, text, warnings, paths)

@@ -61,7 +61,7 @@ SIGNAL_R_SHAPE, SIGNAL_R_SCALE_PER_GEV = 3.0, 0.12
 SIGNAL_MET = (2.0, 30.0)
 SIGNAL_BTAG = (0.20, 0.40, 0.40)
 SIGNAL_XSEC_FB_AT_500 = 5.0
-SLICES = ((0.0, 800.0, 0.5), (800.0, 1300.0, 0.3), (1300.0, np.inf, 0.2))
+SLICES = ((0.0, 700.0, 0.4), (700.0, 1100.0, 0.3), (1100.0, np.inf, 0.3))
 
 
 @dataclass(frozen=True)

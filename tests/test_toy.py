@@ -71,7 +71,7 @@ def test_slices_are_stitched_without_a_step(sample) -> None:
     _, background = sample
     t = background["multijet"]
     m, w = t["FourBodyMass"], t["weight"]
-    for edge in (800, 1300):
+    for edge in (700, 1100):
         below = w[(m > edge - 50) & (m < edge)].sum()
         above = w[(m > edge) & (m < edge + 50)].sum()
         expect = np.diff(stats.gamma.cdf([edge, edge + 50], 2.5, scale=150))[0] / np.diff(
