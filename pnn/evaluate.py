@@ -2,7 +2,8 @@
 compared with the test signal of that mass, never pooled over masses.
 
 For each mass: weighted ROC AUC, background efficiency at 80 % and 95 % signal efficiency,
-Asimov Z and S/sqrt(B) at the best cut (chosen on one half, measured on the other), the
+Asimov Z and S/sqrt(B) at the best cut (chosen on one half, measured on the other, both
+ways and averaged), the
 same for a mass window and, on the embedded toy, for the exact likelihood ratio; plus the
 TMVA overtraining check (train vs test score distributions with KS p-values).
 """
@@ -38,6 +39,7 @@ class MethodMetrics:
     b: float
     s_over_sqrt_b: float
     cut: float
+    cut_other_half: float
     n_bkg_mc: int
 
 
@@ -94,7 +96,8 @@ def method_metrics(score: np.ndarray, label: np.ndarray, weight: np.ndarray, hal
     return MethodMetrics(
         auc=r.auc, bkg_eff_sig80=metrics.bkg_eff_at(r, 0.80),
         bkg_eff_sig95=metrics.bkg_eff_at(r, 0.95), z=sig.z, s=sig.s, b=sig.b,
-        s_over_sqrt_b=sig.s_over_sqrt_b, cut=sig.threshold, n_bkg_mc=sig.n_bkg,
+        s_over_sqrt_b=sig.s_over_sqrt_b, cut=sig.threshold, cut_other_half=sig.threshold_other,
+        n_bkg_mc=sig.n_bkg,
     ), r
 
 
@@ -163,7 +166,8 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
         {"signal": (score[is_sig], weight[is_sig]), "background": (score[~is_sig], weight[~is_sig])},
         {"signal": ks_sig, "background": ks_bkg}, out / "scores.png", title)
     plots.roc_curves(rocs, out / "roc.png", title)
-    plots.significance_vs_cut(metrics.scan(score, label, weight), results["pnn"].cut,
+    plots.significance_vs_cut(metrics.scan(score, label, weight),
+                              (results["pnn"].cut, results["pnn"].cut_other_half),
                               out / "significance.png", title)
     write_json(metrics_path(cfg.run_dir, mass), asdict(result))
     return result

@@ -89,12 +89,13 @@ def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def significance_vs_cut(cs: CutScan, chosen: float, path: Path, title: str) -> None:
-    """Asimov Z against the score cut, with the chosen cut marked."""
+def significance_vs_cut(cs: CutScan, chosen: tuple[float, float], path: Path, title: str) -> None:
+    """Asimov Z against the score cut, with the cuts chosen on each half marked."""
     fig, ax = _figure()
     ax.plot(cs.thresholds, cs.z, color="C0", label="Asimov Z (all test events)")
-    if np.isfinite(chosen):
-        ax.axvline(chosen, color="C3", ls="--", label=f"chosen cut {chosen:.4f}")
+    for cut, style, which in zip(chosen, ("--", ":"), ("first", "second"), strict=True):
+        if np.isfinite(cut):
+            ax.axvline(cut, color="C3", ls=style, label=f"cut chosen on {which} half: {cut:.4f}")
     ax.set_xlabel("cut on PNN score")
     ax.set_ylabel("Z")
     ax.set_title(title)

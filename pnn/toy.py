@@ -15,7 +15,7 @@ The densities are products of standard distributions (all GeV):
 quantity               signal at mass m                      background process j
 =====================  ====================================  ==================================
 M                      Normal(m, RESOLUTION * m)             Gamma(k_j, theta_j): smooth fall
-u = pT / M             Beta(5, 9)                            Beta(3, 7)
+u = pT / M             Beta(4, 8)                            Beta(4, 8)
 R = sTNoMet - pT       Gamma(3, 0.12 m)                      Gamma(k_j, theta_j)
 MET = sT - sTNoMet     Gamma(2, 30)                          Gamma(k_j, theta_j)
 Btag                   Categorical(0.20, 0.40, 0.40)         Categorical(pi_j)
@@ -24,6 +24,9 @@ Btag                   Categorical(0.20, 0.40, 0.40)         Categorical(pi_j)
 The change of variables (M, u, R, MET) -> (M, pT, sTNoMet, sT) has Jacobian 1/M, so
 
     p(M, pT, sTNoMet, sT, Btag) = p(M) * Beta(pT / M) / M * p_R(sTNoMet - pT) * p_MET(sT - sTNoMet) * P(Btag)
+
+The leading jet carries the same share of the reconstructed mass in signal and background,
+so pT is correlated with M but tells the classes apart only through M itself.
 
 The background density is the mixture of the processes weighted by their cross-sections,
 so :func:`log_likelihood_ratio` returns the exact log p_s(x|m) / p_b(x), the Neyman-Pearson
@@ -56,7 +59,7 @@ from pnn.atomic import write_json
 log = logging.getLogger(__name__)
 
 RESOLUTION = 0.10
-SIGNAL_U = (5.0, 9.0)
+SIGNAL_U = (4.0, 8.0)
 SIGNAL_R_SHAPE, SIGNAL_R_SCALE_PER_GEV = 3.0, 0.12
 SIGNAL_MET = (2.0, 30.0)
 SIGNAL_BTAG = (0.20, 0.40, 0.40)
@@ -80,9 +83,9 @@ class Process:
 
 
 BACKGROUNDS: tuple[Process, ...] = (
-    Process("ttbar", 800.0, (3.0, 150.0), (3.0, 7.0), (3.0, 100.0), (2.0, 35.0),
+    Process("ttbar", 800.0, (3.0, 150.0), (4.0, 8.0), (3.0, 100.0), (2.0, 35.0),
             (0.25, 0.45, 0.30), (0.0, 0.0, 1.0), negative_fraction=0.03),
-    Process("multijet", 2000.0, (2.5, 150.0), (3.0, 7.0), (2.0, 90.0), (1.5, 20.0),
+    Process("multijet", 2000.0, (2.5, 150.0), (4.0, 8.0), (2.0, 90.0), (1.5, 20.0),
             (0.55, 0.33, 0.12), (0.80, 0.12, 0.08)),
 )
 FLAVOURS = np.array([0, 4, 5], dtype=np.int32)
