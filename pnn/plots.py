@@ -18,6 +18,8 @@ from pnn.atomic import atomic_path
 from pnn.metrics import CutScan, Roc
 
 log = logging.getLogger(__name__)
+# The ROOT style names a cursive font that most machines lack; matplotlib falls back quietly.
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
 COLOURS = {"pnn": "C0", "optimal": "k", "window": "C1"}
 LABELS = {"pnn": "PNN", "optimal": "optimal (likelihood ratio)", "window": "mass window"}

@@ -93,8 +93,8 @@ BRANCHES = ("FourBodyMass", "Jet0CorrTLV", "sTNoMet", "sT", "Btag")
 
 
 def signal_xsec_fb(mass: float) -> float:
-    """Signal cross-section after preselection, falling as 1/m^2."""
-    return SIGNAL_XSEC_FB_AT_500 * (500.0 / mass) ** 2
+    """Benchmark signal cross-section after preselection, falling as 1/m."""
+    return SIGNAL_XSEC_FB_AT_500 * (500.0 / mass)
 
 
 def background_fractions() -> np.ndarray:
