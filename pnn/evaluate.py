@@ -168,7 +168,7 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     plots.roc_curves(rocs, out / "roc.png", title)
     plots.significance_vs_cut(metrics.scan(score, label, weight),
                               (results["pnn"].cut, results["pnn"].cut_other_half),
-                              out / "significance.png", title)
+                              ev.min_background_events, out / "significance.png", title)
     write_json(metrics_path(cfg.run_dir, mass), asdict(result))
     return result
 

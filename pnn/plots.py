@@ -81,9 +81,10 @@ def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str) -> None:
     """Background efficiency (log) against signal efficiency for each method."""
     fig, ax = _figure()
     for name, r in rocs.items():
-        ax.plot(r.sig_eff, np.clip(r.bkg_eff, 1e-7, None), color=COLOURS.get(name),
+        ax.plot(r.sig_eff, np.clip(r.bkg_eff, 1e-6, None), color=COLOURS.get(name),
                 label=f"{LABELS.get(name, name)}: AUC {r.auc:.4f}")
     ax.set_yscale("log")
+    ax.set_ylim(1e-5, 1.5)
     ax.set_xlabel("signal efficiency")
     ax.set_ylabel("background efficiency")
     ax.set_title(title)
@@ -91,14 +92,26 @@ def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def significance_vs_cut(cs: CutScan, chosen: tuple[float, float], path: Path, title: str) -> None:
-    """Asimov Z against the score cut, with the cuts chosen on each half marked."""
+def significance_vs_cut(cs: CutScan, chosen: tuple[float, float], min_bkg_events: int,
+                        path: Path, title: str) -> None:
+    """Asimov Z against the signal efficiency of the score cut, chosen cuts marked.
+
+    Efficiency spreads out the region near a score of 1 where the cuts of a good
+    classifier sit. Cuts that keep fewer than ``min_bkg_events`` background MC events
+    are drawn grey: their background yield is not measured.
+    """
+    total = cs.s[-1] if len(cs.s) and cs.s[-1] > 0 else 1.0
+    eff = cs.s / total
+    ok = cs.n_bkg >= min_bkg_events
     fig, ax = _figure()
-    ax.plot(cs.thresholds, cs.z, color="C0", label="Asimov Z (all test events)")
+    ax.plot(eff[~ok], cs.z[~ok], color="0.7", label=f"< {min_bkg_events} background MC events")
+    ax.plot(eff[ok], cs.z[ok], color="C0", label="Asimov Z (all test events)")
     for cut, style, which in zip(chosen, ("--", ":"), ("first", "second"), strict=True):
         if np.isfinite(cut):
-            ax.axvline(cut, color="C3", ls=style, label=f"cut chosen on {which} half: {cut:.4f}")
-    ax.set_xlabel("cut on PNN score")
+            i = max(int(np.searchsorted(-cs.thresholds, -cut, side="right")) - 1, 0)
+            ax.axvline(eff[i], color="C3", ls=style,
+                       label=f"cut {cut:.5f} chosen on {which} half")
+    ax.set_xlabel("signal efficiency of the cut on the PNN score")
     ax.set_ylabel("Z")
     ax.set_title(title)
     ax.legend(fontsize="small")
