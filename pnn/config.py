@@ -105,13 +105,13 @@ class Preprocessing(_Strict):
 class Training(_Strict):
     layers: list[int] = Field([32, 32, 32], description="widths of the hidden Dense layers")
     activation: str = Field("relu", description="hidden-layer activation")
-    learning_rate: float = Field(0.05, gt=0, description="initial SGD learning rate")
+    learning_rate: float = Field(0.1, gt=0, description="initial SGD learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     nesterov: bool = Field(True, description="Nesterov momentum")
     decay: float = Field(1e-4, ge=0, description="lr(t) = lr / (1 + decay * step)")
-    batch_size: int = Field(512, gt=0, description="events per gradient step")
-    epochs: int = Field(60, gt=0, description="maximum number of epochs")
-    patience: int = Field(10, gt=0, description="early-stopping patience in epochs")
+    batch_size: int = Field(1024, gt=0, description="events per gradient step")
+    epochs: int = Field(150, gt=0, description="maximum number of epochs")
+    patience: int = Field(20, gt=0, description="early-stopping patience in epochs")
 
     @field_validator("layers")
     @classmethod
