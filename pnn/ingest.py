@@ -1,7 +1,9 @@
 """Ingestion: configured samples -> one events table (Parquet) with features, weights, labels.
 
-Reads each sample in chunks (memory stays bounded), reads only the branches needed, applies
-the global and per-sample selections and the weight expression.
+Every file, tree and branch of every sample is checked before anything is read. Samples are
+then read in chunks (memory stays bounded), only the branches needed, with the global and
+per-sample selections and the weight expression applied. Each chunk is appended to the
+Parquet file as a row group as soon as it is read.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pnn import expressions, ntuple, toy
 from pnn.atomic import atomic_path, write_json
@@ -47,6 +52,19 @@ class IngestResult:
     samples: list[SampleSummary] = field(default_factory=list)
 
 
+@dataclass
+class _Plan:
+    """What to read for one sample: its open trees and the expressions to evaluate."""
+
+    sample: Sample
+    label: int
+    code: int
+    trees: list
+    branches: set[str]
+    weight: str
+    selection: str | None
+
+
 def events_path(cfg: Config) -> Path:
     return cfg.run_dir / EVENTS_FILE
 
@@ -60,67 +78,61 @@ def _as_array(value, n: int, dtype) -> np.ndarray:
     arr = np.asarray(value)
     if arr.ndim == 0:
         arr = np.full(n, arr)
-    if arr.dtype == object:
-        raise PnnError("a feature or weight evaluated to a jagged array: reduce it to one number per event")
+    if arr.dtype == object or arr.ndim != 1:
+        raise PnnError("a feature or weight evaluated to several numbers per event: "
+                       "reduce it to one, e.g. x[0]")
     return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
-def _read_sample(
-    cfg: Config, sample: Sample, label: int, spectators: list[str]
-) -> tuple[pd.DataFrame, SampleSummary]:
-    files = sample.resolved_files()
-    weight_expr = sample.weight or cfg.weight
+def _plan(cfg: Config, handles: dict, sample: Sample, label: int, code: int,
+          spectators: list[str]) -> _Plan:
+    weight = sample.weight or cfg.weight
     selection = _selection(cfg, sample)
-    exprs = [*cfg.features, *spectators, weight_expr, cfg.event_number]
+    exprs = [*cfg.features, *spectators, weight, cfg.event_number]
     if selection:
         exprs.append(selection)
     needed: set[str] = set().union(*(expressions.branches(e) for e in exprs))
     if sample.mass_branch:
         needed.add(sample.mass_branch)
-    for f in files:
-        ntuple.check_tree(f, sample.tree, needed)
+    trees = [ntuple.get_tree(handles[f], f, sample.tree, needed) for f in sample.resolved_files()]
+    return _Plan(sample, label, code, trees, needed, weight, selection)
 
-    frames: list[pd.DataFrame] = []
-    read = 0
-    for chunk in ntuple.iterate(files, sample.tree, needed):
-        n = len(next(iter(chunk.values())))
-        read += n
-        keep = np.ones(n, dtype=bool)
-        if selection:
-            keep = _as_array(expressions.evaluate(selection, chunk), n, bool)
-        cols: dict[str, np.ndarray] = {}
-        for name in cfg.features:
-            cols[name] = _as_array(expressions.evaluate(name, chunk), n, np.float32)[keep]
-        for name in spectators:
-            cols[name] = _as_array(expressions.evaluate(name, chunk), n, None)[keep]
-        cols["weight"] = _as_array(expressions.evaluate(weight_expr, chunk), n, np.float64)[keep]
-        cols["event_number"] = _as_array(chunk[cfg.event_number], n, np.int64)[keep]
-        if sample.mass_branch:
-            cols["mass"] = _as_array(chunk[sample.mass_branch], n, np.float64)[keep]
-        else:
-            cols["mass"] = np.full(int(keep.sum()), np.nan if sample.mass is None else sample.mass)
-        frames.append(pd.DataFrame(cols))
-        log.info("%s: %d events read, %d selected so far", sample.name, read,
-                 sum(len(f) for f in frames))
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if df.empty:
+
+def _chunk_table(cfg: Config, plan: _Plan, chunk: dict, spectators: list[str],
+                 dictionary: pa.Array) -> pa.Table | None:
+    n = len(next(iter(chunk.values())))
+    keep = None
+    if plan.selection:
+        keep = _as_array(expressions.evaluate(plan.selection, chunk), n, bool)
+        if not keep.any():
+            return None
+
+    def column(expr: str, dtype) -> np.ndarray:
+        arr = _as_array(expressions.evaluate(expr, chunk), n, dtype)
+        return arr if keep is None else arr[keep]
+
+    cols: dict[str, np.ndarray] = {name: column(name, np.float32) for name in cfg.features}
+    cols.update({name: column(name, None) for name in spectators})
+    cols["weight"] = column(plan.weight, np.float64)
+    cols["event_number"] = column(cfg.event_number, np.int64)
+    m = len(cols["weight"])
+    if plan.sample.mass_branch:
+        cols["mass"] = column(plan.sample.mass_branch, np.float64)
+    else:
+        cols["mass"] = np.full(m, np.nan if plan.sample.mass is None else plan.sample.mass)
+    finite = np.isfinite(cols["weight"])
+    for name in cfg.features:
+        finite &= np.isfinite(cols[name])
+    if not finite.all():
         raise PnnError(
-            f"sample '{sample.name}': the selection keeps no events of {read} read: "
-            f"loosen the selection ({selection}) or check the files"
+            f"sample '{plan.sample.name}': {int((~finite).sum())} events have a non-finite "
+            "feature or weight: add a selection that removes them"
         )
-    bad = ~np.isfinite(df[cfg.features].to_numpy(np.float64)).all(axis=1) | ~np.isfinite(df["weight"])
-    if bad.any():
-        raise PnnError(
-            f"sample '{sample.name}': {int(bad.sum())} events have a non-finite feature or weight: "
-            "add a selection that removes them"
-        )
-    df["sample"] = sample.name
-    df["label"] = np.int8(label)
-    summary = SampleSummary(
-        name=sample.name, label=label, mass=sample.mass, train=sample.train if label else True,
-        read=read, selected=len(df), weighted=float(df["weight"].sum()),
-    )
-    return df, summary
+    arrays = {k: pa.array(v) for k, v in cols.items()}
+    arrays["sample"] = pa.DictionaryArray.from_arrays(
+        pa.array(np.full(m, plan.code, np.int16)), dictionary)
+    arrays["label"] = pa.array(np.full(m, plan.label, np.int8))
+    return pa.table(arrays)
 
 
 def ingest(cfg: Config) -> IngestResult:
@@ -129,32 +141,61 @@ def ingest(cfg: Config) -> IngestResult:
     if clash:
         raise PnnError(f"features/spectators may not be named {clash}: these columns are reserved")
     all_samples = [(s, 1) for s in cfg.samples.signal] + [(s, 0) for s in cfg.samples.background]
-    is_toy = all(toy.is_toy_file(f) for s, _ in all_samples for f in s.resolved_files())
+    files = [f for s, _ in all_samples for f in s.resolved_files()]
+    is_toy = all(toy.is_toy_file(f) for f in files)
     spectators = list(cfg.spectators)
     if is_toy:
         spectators += [b for b in toy.BRANCHES if b not in cfg.features and b not in spectators]
-    frames, summaries = [], []
-    for sample, label in all_samples:
-        df, summary = _read_sample(cfg, sample, label, spectators)
-        frames.append(df)
-        summaries.append(summary)
-    table = pd.concat(frames, ignore_index=True)
-    table["sample"] = table["sample"].astype("category")
-    dup = table["event_number"].duplicated()
-    if dup.any():
-        log.warning("%d events share an event number with another event; folds stay valid "
-                    "but check '%s' is the event number", int(dup.sum()), cfg.event_number)
+    dictionary = pa.array([s.name for s, _ in all_samples])
     path = events_path(cfg)
-    with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
-    result = IngestResult(path, len(table), is_toy, list(cfg.features), spectators, summaries)
+    summaries: list[SampleSummary] = []
+    with ntuple.open_files(files) as handles:
+        plans = [_plan(cfg, handles, s, label, code, spectators)
+                 for code, (s, label) in enumerate(all_samples)]
+        with atomic_path(path) as tmp:
+            writer = None
+            try:
+                for plan in plans:
+                    summary, writer = _read(cfg, plan, spectators, dictionary, tmp, writer)
+                    summaries.append(summary)
+            finally:
+                if writer is not None:
+                    writer.close()
+    total = sum(s.selected for s in summaries)
+    result = IngestResult(path, total, is_toy, list(cfg.features), spectators, summaries)
     write_json(cfg.run_dir / META_FILE, {
-        "events": len(table), "toy": is_toy, "features": result.features,
+        "events": total, "toy": is_toy, "features": result.features,
         "spectators": spectators, "config_digest": cfg.digest(),
         "samples": [asdict(s) for s in summaries],
     })
-    log.info("wrote %d events to %s", len(table), path)
+    log.info("wrote %d events to %s", total, path)
     return result
+
+
+def _read(cfg: Config, plan: _Plan, spectators: list[str], dictionary: pa.Array, path: Path,
+          writer: pq.ParquetWriter | None) -> tuple[SampleSummary, pq.ParquetWriter | None]:
+    """Read one sample chunk by chunk, appending each selected chunk to the Parquet file."""
+    read = selected = 0
+    weighted = 0.0
+    for chunk in ntuple.iterate(plan.trees, plan.branches):
+        read += len(next(iter(chunk.values())))
+        table = _chunk_table(cfg, plan, chunk, spectators, dictionary)
+        if table is not None:
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="lz4",
+                                          use_dictionary=["sample"], write_statistics=False)
+            writer.write_table(table.cast(writer.schema))
+            selected += table.num_rows
+            weighted += float(pc.sum(table.column("weight")).as_py() or 0.0)
+        log.info("%s: %d events read, %d selected", plan.sample.name, read, selected)
+    if selected == 0:
+        raise PnnError(
+            f"sample '{plan.sample.name}': the selection keeps no events of {read} read: "
+            f"loosen the selection ({plan.selection}) or check the files"
+        )
+    train = plan.sample.train if plan.label else True
+    return SampleSummary(plan.sample.name, plan.label, plan.sample.mass, train, read, selected,
+                         weighted), writer
 
 
 def load_events(cfg: Config) -> tuple[pd.DataFrame, dict]:

@@ -66,6 +66,15 @@ def training_events(cfg: Config, events: pd.DataFrame) -> pd.DataFrame:
     return events[keep.to_numpy()]
 
 
+def warn_repeated_event_numbers(events: pd.DataFrame, branch: str) -> int:
+    """Warn when event numbers repeat within a sample: folds are built from them."""
+    repeated = int(events[["sample", "event_number"]].duplicated().sum())
+    if repeated:
+        log.warning("%d events repeat an event number within their sample; check that '%s' "
+                    "is the event number, since the folds are built from it", repeated, branch)
+    return repeated
+
+
 def split_fold(cfg: Config, events: pd.DataFrame, fold: int) -> tuple[FoldData, FoldData]:
     """Training and validation sets of the model for ``fold`` (trained on the other folds)."""
     pre = cfg.preprocessing
@@ -166,6 +175,7 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None) 
     if bad:
         raise PnnError(f"fold {bad[0]} does not exist: folds are 0..{k - 1}")
     events = training_events(cfg, events)
+    warn_repeated_event_numbers(events, cfg.event_number)
     masses = sorted(float(m) for m in np.unique(events.loc[events["label"] == 1, "mass"]))
     out_dir = pnn_model.model_dir(cfg.run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ KEYS = {"mass", "trained", "auc", "auc_optimal", "auc_window", "z", "z_optimal",
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    path = write_config(tmp / "config.yaml", toy_config(tmp))
+    path = write_config(tmp / "config.yaml", toy_config(tmp, epochs=10))
     result = CliRunner().invoke(main, ["run", str(path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return path, result.output

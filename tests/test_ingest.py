@@ -72,15 +72,53 @@ def test_ingest_applies_selection_weights_and_masses(tmp_path) -> None:
 def test_ingest_reads_only_needed_branches(tmp_path, monkeypatch) -> None:
     _make_files(tmp_path)
     asked = []
-    real = uproot.iterate
+    real = uproot.behaviors.TTree.TTree.iterate
 
-    def spy(files, expressions=None, **kw):
+    def spy(self, expressions=None, **kw):
         asked.append(set(expressions))
-        return real(files, expressions=expressions, **kw)
+        return real(self, expressions, **kw)
 
-    monkeypatch.setattr(uproot, "iterate", spy)
+    monkeypatch.setattr(uproot.behaviors.TTree.TTree, "iterate", spy)
     ingest.ingest(_config(tmp_path))
     assert asked[0] == {"EventNumber", "pt", "eta", "w", "truth_mass"}
+    assert asked[1] == {"EventNumber", "pt", "eta", "w"}
+
+
+def test_every_file_is_checked_before_reading(tmp_path, monkeypatch) -> None:
+    _make_files(tmp_path)
+    ntuple.write_trees(tmp_path / "bkg_part3.root", {"nominal": {"pt": np.ones(3)}})
+    read = []
+    real = uproot.behaviors.TTree.TTree.iterate
+
+    def spy(self, *args, **kw):
+        read.append(self)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(uproot.behaviors.TTree.TTree, "iterate", spy)
+    with pytest.raises(PnnError, match=r"bkg_part3\.root' tree 'nominal' has no branch"):
+        ingest.ingest(_config(tmp_path))
+    assert read == []
+    assert not (tmp_path / "runs" / "ing" / "events.parquet").exists()
+
+
+def test_large_samples_are_read_in_chunks_into_one_table(tmp_path, monkeypatch) -> None:
+    sig, bkg = _make_files(tmp_path)
+    monkeypatch.setattr(ntuple, "STEP_SIZE", 300)
+    real = ntuple.iterate
+    chunks = []
+
+    def counting(trees, branches, step_size=300):
+        for c in real(trees, branches, step_size=300):
+            chunks.append(len(c["pt"]))
+            yield c
+
+    monkeypatch.setattr(ntuple, "iterate", counting)
+    res = ingest.ingest(_config(tmp_path, selection=None))
+    assert max(chunks) == 300 and len(chunks) > 10
+    table = pd.read_parquet(res.path)
+    assert len(table) == len(sig["pt"]) + (bkg["pt"] > 10).sum()
+    assert table["sample"].dtype == "category"
+    np.testing.assert_array_equal(table.loc[table.label == 1, "event_number"], sig["EventNumber"])
 
 
 def test_empty_selection_is_an_error(tmp_path) -> None:

@@ -17,12 +17,23 @@ def flat_file(tmp_path):
     return path
 
 
+def _chunks(path, tree, branches, step_size):
+    with ntuple.open_files([str(path)]) as handles:
+        t = ntuple.get_tree(handles[str(path)], str(path), tree, branches)
+        return list(ntuple.iterate([t, t], branches, step_size=step_size))
+
+
 def test_round_trip_in_chunks(flat_file) -> None:
-    chunks = list(ntuple.iterate([str(flat_file)], "events", ["x", "n"], step_size=250))
+    chunks = _chunks(flat_file, "events", ["x", "n"], 250)[:4]
     assert len(chunks) == 4
     x = np.concatenate([c["x"] for c in chunks])
     np.testing.assert_array_equal(x, np.arange(1000, dtype=np.float32))
     assert set(chunks[0]) == {"x", "n"}
+
+
+def test_each_tree_is_read_in_turn(flat_file) -> None:
+    chunks = _chunks(flat_file, "events", ["x"], 400)
+    assert [len(c["x"]) for c in chunks] == [400, 400, 200, 400, 400, 200]
 
 
 def test_written_tree_is_a_ttree_with_several_baskets(flat_file) -> None:
@@ -57,5 +68,5 @@ def test_failed_write_leaves_no_file(tmp_path) -> None:
 def test_shared_real_files_are_read(shared_testdata) -> None:
     path = str(shared_testdata / "uproot-Zmumu.root")
     assert ntuple.check_tree(path, "events", ["M", "Event"]) == 2304
-    m = np.concatenate([c["M"] for c in ntuple.iterate([path], "events", ["M"], step_size=500)])
-    assert len(m) == 2304 and 80 < np.median(m) < 100
+    m = np.concatenate([c["M"] for c in _chunks(path, "events", ["M"], 500)])
+    assert len(m) == 2 * 2304 and 80 < np.median(m) < 100

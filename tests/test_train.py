@@ -57,3 +57,13 @@ def test_background_masses_are_redrawn_every_epoch(events_cfg) -> None:
     assert set(np.round(first, 6)) == {0.0, 0.5, 1.0}  # the scaled trained masses only
     assert 0.5 < np.mean(first != second) < 0.8  # about 2/3 change with three masses
     assert np.array_equal(x[sig, -1], scaler.scale_mass(train.mass[sig]))
+
+
+def test_repeated_event_numbers_within_a_sample_are_reported(events_cfg, caplog) -> None:
+    _, events = events_cfg
+    assert pnn_train.warn_repeated_event_numbers(events, "EventNumber") == 0
+    doubled = events.copy()
+    doubled.loc[doubled.index[:5], "event_number"] = doubled["event_number"].iloc[5]
+    with caplog.at_level("WARNING"):
+        assert pnn_train.warn_repeated_event_numbers(doubled, "EventNumber") == 5
+    assert "repeat an event number" in caplog.text
