@@ -79,7 +79,11 @@ class FoldModels:
         metadata = json.loads(meta_path.read_text())
         models, scalers = [], []
         for i in range(metadata["folds"]):
-            models.append(keras.saving.load_model(mdir / f"fold{i}.keras", compile=False))
+            path = mdir / f"fold{i}.keras"
+            if not path.is_file():
+                raise PnnError(f"the model of fold {i} is missing in '{mdir}': "
+                               f"run 'pnn train --fold {i}'")
+            models.append(keras.saving.load_model(path, compile=False))
             scalers.append(InputScaler.load(mdir / f"fold{i}.scaler.json"))
         return cls(models, scalers, metadata)
 

@@ -6,6 +6,7 @@ events (drawn with the run seed) drives early stopping; the best weights are res
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import time
@@ -180,7 +181,14 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None) 
     out_dir = pnn_model.model_dir(cfg.run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = [train_fold(cfg, events, f, out_dir) for f in fold_ids]
-    write_json(out_dir / "metadata.json", {
+    meta_path = out_dir / "metadata.json"
+    earlier = []
+    if meta_path.is_file() and len(fold_ids) < k:  # keep what other fold jobs recorded
+        old = json.loads(meta_path.read_text())
+        if old.get("config_digest") == cfg.digest():
+            earlier = [r for r in old.get("fold_results", []) if r["fold"] not in fold_ids]
+    fold_results = sorted(earlier + [asdict(r) for r in results], key=lambda r: r["fold"])
+    write_json(meta_path, {
         "features": list(cfg.features),
         "masses": masses,
         "folds": k,
@@ -193,6 +201,6 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None) 
         "training": cfg.training.model_dump(),
         "preprocessing": cfg.preprocessing.model_dump(),
         "versions": _versions(),
-        "fold_results": [asdict(r) for r in results],
+        "fold_results": fold_results,
     })
     return TrainResult(out_dir, masses, results)

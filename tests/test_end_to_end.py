@@ -127,3 +127,21 @@ def test_help_does_not_import_tensorflow() -> None:
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
             "assert 'uproot' not in sys.modules and 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_folds_trained_one_at_a_time_make_a_complete_model(finished_run, tmp_path) -> None:
+    path, _ = finished_run
+    cfg = load_config(path)
+    copy = tmp_path / "small"
+    copy.mkdir()
+    for name in ("events.parquet", "events.json"):
+        shutil.copy(cfg.run_dir / name, copy / name)
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", str(path), "-o", str(tmp_path), "--fold", "1"]).exit_code == 0
+    res = runner.invoke(main, ["evaluate", str(path), "-o", str(tmp_path), "--mass", "500"])
+    assert res.exit_code == 2 and "run 'pnn train --fold 0'" in res.output
+    assert runner.invoke(main, ["train", str(path), "-o", str(tmp_path), "--fold", "0"]).exit_code == 0
+    meta = json.loads((copy / "model" / "metadata.json").read_text())
+    assert [r["fold"] for r in meta["fold_results"]] == [0, 1]
+    res = runner.invoke(main, ["evaluate", str(path), "-o", str(tmp_path), "--mass", "500"])
+    assert res.exit_code == 0, res.output
