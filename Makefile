@@ -31,8 +31,9 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(SUMMARY)
-	@$(PNN) -q report $(CONFIG)
+# The whole chain on the embedded toy; always ends by printing the summary table.
+demo: $(EVALUATED)
+	$(PNN) report $(CONFIG)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
