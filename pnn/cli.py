@@ -31,7 +31,10 @@ def _load(config: str, output_dir: str | None) -> Config:
 
 
 def _stage(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a PnnError into one line on stderr and exit code 2."""
+    """Turn a PnnError into one line on stderr and exit code 2, Ctrl-C into exit code 130.
+
+    Outputs are written under temporary names, so an interrupted stage leaves none behind.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,6 +43,9 @@ def _stage(func: Callable[..., Any]) -> Callable[..., Any]:
         except PnnError as exc:
             click.echo(f"pnn: error: {exc}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("pnn: interrupted; no partial output was kept", err=True)
+            sys.exit(130)
 
     return wrapper
 

@@ -145,3 +145,24 @@ def test_folds_trained_one_at_a_time_make_a_complete_model(finished_run, tmp_pat
     assert [r["fold"] for r in meta["fold_results"]] == [0, 1]
     res = runner.invoke(main, ["evaluate", str(path), "-o", str(tmp_path), "--mass", "500"])
     assert res.exit_code == 0, res.output
+
+
+def test_interrupted_ingest_leaves_no_table(small_toy, monkeypatch) -> None:
+    from pnn import ntuple
+
+    real = ntuple.iterate
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        for chunk in real(*args, **kwargs):
+            calls.append(1)
+            if len(calls) > 2:  # two chunks are already in the table being written
+                raise KeyboardInterrupt
+            yield chunk
+
+    monkeypatch.setattr(ntuple, "iterate", interrupted)
+    res = CliRunner().invoke(main, ["ingest", str(small_toy)])
+    assert res.exit_code == 130 and "interrupted" in res.output
+    assert len(calls) == 3
+    run_dir = load_config(small_toy).run_dir
+    assert not list(run_dir.glob("*.parquet")) and not list(run_dir.glob(".*tmp*"))
