@@ -141,8 +141,7 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path) -> F
                          t.batch_size, epoch)
         val_loss = float(net.evaluate(x_val, val.y, sample_weight=val.w,
                                       batch_size=pnn_model.PREDICT_BATCH, verbose=0))
-        lr = float(net.optimizer.learning_rate.numpy()) if hasattr(
-            net.optimizer.learning_rate, "numpy") else float(net.optimizer.learning_rate)
+        lr = float(np.asarray(net.optimizer.learning_rate))
         history.append({"epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
                         "learning_rate": lr})
         log.info("fold %d epoch %d/%d: loss %.5f val_loss %.5f", fold, epoch + 1, t.epochs,
