@@ -38,10 +38,16 @@ def _figure() -> tuple[plt.Figure, plt.Axes]:
 
 
 def loss_curve(history: pd.DataFrame, path: Path, title: str = "") -> None:
-    """Training and validation loss against epoch."""
+    """Training and validation loss against epoch, the kept (best) epoch marked."""
     fig, ax = _figure()
     ax.plot(history["epoch"], history["loss"], "o-", label="training")
     ax.plot(history["epoch"], history["val_loss"], "s-", label="validation")
+    best = history["epoch"].iloc[int(history["val_loss"].to_numpy().argmin())]
+    ax.axvline(best, color="0.5", ls=":", label=f"best epoch {best} (weights kept)")
+    later = history[["loss", "val_loss"]].to_numpy()[1:]
+    if len(later) > 2:  # the first epoch would squash the rest of the curve
+        lo, hi = float(later.min()), float(later.max())
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
     ax.set_xlabel("epoch")
     ax.set_ylabel("weighted binary cross-entropy")
     ax.set_title(title)
