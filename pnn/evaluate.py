@@ -10,7 +10,6 @@ TMVA overtraining check (train vs test score distributions with KS p-values).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -141,7 +140,7 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     tr_lab = label[idx]
     ks_sig = _ks(train_score[tr_lab == 1], score[is_sig])
     ks_bkg = _ks(train_score[tr_lab == 0], score[~is_sig])
-    trained = any(abs(mass - m) < 1e-3 for m in models.trained_masses)
+    trained = bool(mass_mask(np.asarray(models.trained_masses), mass).any())
     warnings = []
     for cls, p in (("signal", ks_sig), ("background", ks_bkg)):
         if p < ev.ks_threshold:
@@ -195,9 +194,3 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
         })
     return out
 
-
-def load_metrics(run_dir: Path, mass: float) -> dict:
-    path = metrics_path(run_dir, mass)
-    if not path.is_file():
-        raise PnnError(f"no metrics for mass {mass:g} GeV at '{path}': run 'pnn evaluate' first")
-    return json.loads(path.read_text())

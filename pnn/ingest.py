@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def _as_array(value, n: int, dtype) -> np.ndarray:
     return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
-def _plan(cfg: Config, handles: dict, sample: Sample, label: int, code: int,
+def _plan(cfg: Config, handles: dict, files: list[str], sample: Sample, label: int, code: int,
           spectators: list[str]) -> _Plan:
     weight = sample.weight or cfg.weight
     selection = _selection(cfg, sample)
@@ -94,7 +95,7 @@ def _plan(cfg: Config, handles: dict, sample: Sample, label: int, code: int,
     needed: set[str] = set().union(*(expressions.branches(e) for e in exprs))
     if sample.mass_branch:
         needed.add(sample.mass_branch)
-    trees = [ntuple.get_tree(handles[f], f, sample.tree, needed) for f in sample.resolved_files()]
+    trees = [ntuple.get_tree(handles[f], f, sample.tree, needed) for f in files]
     return _Plan(sample, label, code, trees, needed, weight, selection)
 
 
@@ -141,26 +142,32 @@ def ingest(cfg: Config) -> IngestResult:
     if clash:
         raise PnnError(f"features/spectators may not be named {clash}: these columns are reserved")
     all_samples = [(s, 1) for s in cfg.samples.signal] + [(s, 0) for s in cfg.samples.background]
-    files = [f for s, _ in all_samples for f in s.resolved_files()]
+    sample_files = [s.resolved_files() for s, _ in all_samples]
+    files = [f for group in sample_files for f in group]
     is_toy = all(toy.is_toy_file(f) for f in files)
     spectators = list(cfg.spectators)
     if is_toy:
         spectators += [b for b in toy.BRANCHES if b not in cfg.features and b not in spectators]
     dictionary = pa.array([s.name for s, _ in all_samples])
     path = events_path(cfg)
-    summaries: list[SampleSummary] = []
     with ntuple.open_files(files) as handles:
-        plans = [_plan(cfg, handles, s, label, code, spectators)
-                 for code, (s, label) in enumerate(all_samples)]
+        plans = [_plan(cfg, handles, group, s, label, code, spectators)
+                 for code, ((s, label), group) in enumerate(zip(all_samples, sample_files, strict=True))]
         with atomic_path(path) as tmp:
-            writer = None
+            writer: list[pq.ParquetWriter] = []
+
+            def write(table: pa.Table) -> None:
+                if not writer:  # the first chunk fixes the schema
+                    writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4",
+                                                   use_dictionary=["sample"],
+                                                   write_statistics=False))
+                writer[0].write_table(table.cast(writer[0].schema))
+
             try:
-                for plan in plans:
-                    summary, writer = _read(cfg, plan, spectators, dictionary, tmp, writer)
-                    summaries.append(summary)
+                summaries = [_read(cfg, plan, spectators, dictionary, write) for plan in plans]
             finally:
-                if writer is not None:
-                    writer.close()
+                for w in writer:
+                    w.close()
     total = sum(s.selected for s in summaries)
     result = IngestResult(path, total, is_toy, list(cfg.features), spectators, summaries)
     write_json(cfg.run_dir / META_FILE, {
@@ -172,19 +179,16 @@ def ingest(cfg: Config) -> IngestResult:
     return result
 
 
-def _read(cfg: Config, plan: _Plan, spectators: list[str], dictionary: pa.Array, path: Path,
-          writer: pq.ParquetWriter | None) -> tuple[SampleSummary, pq.ParquetWriter | None]:
-    """Read one sample chunk by chunk, appending each selected chunk to the Parquet file."""
+def _read(cfg: Config, plan: _Plan, spectators: list[str], dictionary: pa.Array,
+          write: Callable[[pa.Table], None]) -> SampleSummary:
+    """Read one sample chunk by chunk, handing each selected chunk to ``write``."""
     read = selected = 0
     weighted = 0.0
     for chunk in ntuple.iterate(plan.trees, plan.branches):
         read += len(next(iter(chunk.values())))
         table = _chunk_table(cfg, plan, chunk, spectators, dictionary)
         if table is not None:
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, compression="lz4",
-                                          use_dictionary=["sample"], write_statistics=False)
-            writer.write_table(table.cast(writer.schema))
+            write(table)
             selected += table.num_rows
             weighted += float(pc.sum(table.column("weight")).as_py() or 0.0)
         log.info("%s: %d events read, %d selected", plan.sample.name, read, selected)
@@ -195,7 +199,7 @@ def _read(cfg: Config, plan: _Plan, spectators: list[str], dictionary: pa.Array,
         )
     train = plan.sample.train if plan.label else True
     return SampleSummary(plan.sample.name, plan.label, plan.sample.mass, train, read, selected,
-                         weighted), writer
+                         weighted)
 
 
 def load_events(cfg: Config) -> tuple[pd.DataFrame, dict]:

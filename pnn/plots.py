@@ -31,6 +31,13 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+def _finish(fig: plt.Figure, ax: plt.Axes, title: str, path: Path) -> None:
+    """Title, legend and atomic save, common to every single-panel plot."""
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    _save(fig, path)
+
+
 def _figure() -> tuple[plt.Figure, plt.Axes]:
     with plt.style.context(mplhep.style.ROOT):
         fig, ax = plt.subplots(figsize=(7, 5.5))
@@ -50,9 +57,7 @@ def loss_curve(history: pd.DataFrame, path: Path, title: str = "") -> None:
         ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
     ax.set_xlabel("epoch")
     ax.set_ylabel("weighted binary cross-entropy")
-    ax.set_title(title)
-    ax.legend()
-    _save(fig, path)
+    _finish(fig, ax, title, path)
 
 
 def score_distributions(
@@ -78,9 +83,7 @@ def score_distributions(
     ax.set_yscale("log")
     ax.set_xlabel("PNN score")
     ax.set_ylabel("normalised")
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    _save(fig, path)
+    _finish(fig, ax, title, path)
 
 
 def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str) -> None:
@@ -93,9 +96,7 @@ def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str) -> None:
     ax.set_ylim(1e-5, 1.5)
     ax.set_xlabel("signal efficiency")
     ax.set_ylabel("background efficiency")
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    _save(fig, path)
+    _finish(fig, ax, title, path)
 
 
 def significance_vs_cut(cs: CutScan, chosen: tuple[float, float], min_bkg_events: int,
@@ -119,9 +120,7 @@ def significance_vs_cut(cs: CutScan, chosen: tuple[float, float], min_bkg_events
                        label=f"cut {cut:.5f} chosen on {which} half")
     ax.set_xlabel("signal efficiency of the cut on the PNN score")
     ax.set_ylabel("Z")
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    _save(fig, path)
+    _finish(fig, ax, title, path)
 
 
 def summary(table: pd.DataFrame, path: Path) -> None:
