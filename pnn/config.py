@@ -128,6 +128,13 @@ class Evaluation(_Strict):
     )
     window_branch: str = Field("FourBodyMass", description="variable of the mass-window baseline")
     ks_threshold: float = Field(0.01, gt=0, lt=1, description="warn when a KS p-value is below")
+    min_signal_events: int = Field(100, ge=1, description="warn below this many raw signal MC events")
+    min_effective_events: float = Field(
+        25.0, gt=0, description="warn when (sum w)^2 / sum w^2 of signal or background is below"
+    )
+    mass_leak_tolerance: float = Field(
+        0.02, gt=0, lt=0.5, description="warn when a mass-only classifier's AUC is off 0.5 by more"
+    )
     allow_extrapolation: bool = Field(False, description="evaluate outside the trained range")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pnn import metrics, plots, toy
+from pnn import metrics, plots, sanity, toy
 from pnn.atomic import write_json
 from pnn.config import Config
 from pnn.errors import PnnError
@@ -141,14 +141,12 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     ks_sig = _ks(train_score[tr_lab == 1], score[is_sig])
     ks_bkg = _ks(train_score[tr_lab == 0], score[~is_sig])
     trained = bool(mass_mask(np.asarray(models.trained_masses), mass).any())
-    warnings = []
-    for cls, p in (("signal", ks_sig), ("background", ks_bkg)):
-        if p < ev.ks_threshold:
-            warnings.append(f"overtraining check: KS p-value {p:.2g} for {cls} is below "
-                            f"{ev.ks_threshold:g}")
+    warnings = sanity.overtraining({"signal": ks_sig, "background": ks_bkg}, ev.ks_threshold)
+    warnings += sanity.statistics(
+        label, weight, results["pnn"].n_bkg_mc, min_signal_events=ev.min_signal_events,
+        min_effective_events=ev.min_effective_events,
+        min_background_events=ev.min_background_events)
     n_sig = int(is_sig.sum())
-    if results["pnn"].n_bkg_mc < ev.min_background_events:
-        warnings.append(f"only {results['pnn'].n_bkg_mc} background MC events pass the cut")
     result = MassResult(
         mass=mass, trained=trained, n_signal=n_sig, n_background=int((~is_sig).sum()),
         signal_yield=float(weight[is_sig].sum()), background_yield=float(weight[~is_sig].sum()),
@@ -172,6 +170,29 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     return result
 
 
+def sanity_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "evaluate" / "sanity.json"
+
+
+def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sanity.Check]:
+    """Run-level sanity checks (mass leak, ignored mass); written to ``sanity.json``."""
+    from pnn.train import training_events
+
+    checks = [sanity.mass_leak(cfg, training_events(cfg, events), cfg.evaluation.mass_leak_tolerance)]
+    rng = np.random.default_rng([cfg.seed, 17])
+    pick = np.sort(rng.choice(len(events), min(len(events), sanity.SENSITIVITY_EVENTS), replace=False))
+    sample = events.iloc[pick]
+    X = feature_matrix(sample, models.features)
+    evno = sample["event_number"].to_numpy()
+    checks.append(sanity.mass_sensitivity(
+        {m: models.score(X, m, evno)[0] for m in models.trained_masses}))
+    for c in checks:
+        if c.warning:
+            log.warning("%s", c.warning)
+    write_json(sanity_path(cfg.run_dir), [asdict(c) for c in checks])
+    return checks
+
+
 def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] | None = None,
              allow_extrapolation: bool | None = None) -> list[MassResult]:
     """Evaluate every requested mass (default: all signal masses) with the fold models."""
@@ -183,6 +204,7 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     masses = sorted(masses) if masses else evaluable_masses(cfg, events)
     allow = cfg.evaluation.allow_extrapolation if allow_extrapolation is None else allow_extrapolation
     check_masses(masses, models.trained_masses, allow)
+    run_checks(cfg, events, models)
     out = []
     for i, m in enumerate(masses, 1):
         log.info("evaluating mass %g GeV (%d/%d)", m, i, len(masses))

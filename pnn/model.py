@@ -72,7 +72,13 @@ class FoldModels:
 
     @classmethod
     def load(cls, run_dir: Path) -> FoldModels:
-        mdir = model_dir(run_dir)
+        """The PNN of a run (``<run>/model``)."""
+        return cls.load_dir(model_dir(run_dir))
+
+    @classmethod
+    def load_dir(cls, mdir: Path) -> FoldModels:
+        """Fold models saved by :func:`pnn.train.train` in ``mdir``."""
+        mdir = Path(mdir)
         meta_path = mdir / "metadata.json"
         if not meta_path.is_file():
             raise PnnError(f"no trained model in '{mdir}': run 'pnn train' first")
@@ -90,6 +96,10 @@ class FoldModels:
     @property
     def features(self) -> list[str]:
         return list(self.metadata["features"])
+
+    @property
+    def parametric(self) -> bool:
+        return bool(self.metadata.get("parametric", True))
 
     @property
     def trained_masses(self) -> list[float]:

@@ -42,22 +42,32 @@ def mass_mask(masses: np.ndarray, mass: float) -> np.ndarray:
 
 
 class InputScaler:
-    """RobustScaler on the features plus min-max scaling of the mass over the trained range."""
+    """RobustScaler on the features plus min-max scaling of the mass over the trained range.
+
+    A non-parametric scaler (for the baseline networks without a mass input) has no mass
+    column: :meth:`transform` then ignores the mass it is given.
+    """
 
     def __init__(self, features: list[str], center: np.ndarray, scale: np.ndarray,
-                 mass_min: float, mass_max: float) -> None:
+                 mass_min: float, mass_max: float, parametric: bool = True) -> None:
         self.features = list(features)
         self.center = np.asarray(center, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.mass_min = float(mass_min)
         self.mass_max = float(mass_max)
+        self.parametric = parametric
 
     @classmethod
-    def fit(cls, features: list[str], X: np.ndarray, masses: np.ndarray) -> InputScaler:
+    def fit(cls, features: list[str], X: np.ndarray, masses: np.ndarray,
+            parametric: bool = True) -> InputScaler:
         """Fit on training events only: ``X`` their features, ``masses`` the trained masses."""
         robust = RobustScaler().fit(np.asarray(X, dtype=np.float64))
         lo, hi = float(np.min(masses)), float(np.max(masses))
-        return cls(features, robust.center_, robust.scale_, lo, hi)
+        return cls(features, robust.center_, robust.scale_, lo, hi, parametric)
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.features) + int(self.parametric)
 
     def scale_mass(self, mass: np.ndarray | float) -> np.ndarray:
         span = self.mass_max - self.mass_min
@@ -66,8 +76,11 @@ class InputScaler:
     def transform(self, X: np.ndarray, mass: np.ndarray | float) -> np.ndarray:
         """Network inputs: scaled features followed by the scaled mass, as float32."""
         X = np.asarray(X, dtype=np.float64)
+        scaled = (X - self.center) / self.scale
+        if not self.parametric:
+            return scaled.astype(np.float32)
         m = np.broadcast_to(self.scale_mass(mass), (len(X),))
-        return np.column_stack([(X - self.center) / self.scale, m]).astype(np.float32)
+        return np.column_stack([scaled, m]).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {
@@ -76,6 +89,7 @@ class InputScaler:
             "robust_scale": self.scale.tolist(),
             "mass_min": self.mass_min,
             "mass_max": self.mass_max,
+            "parametric": self.parametric,
         }
 
     def save(self, path: str | Path) -> None:
@@ -85,7 +99,7 @@ class InputScaler:
     def load(cls, path: str | Path) -> InputScaler:
         d = json.loads(Path(path).read_text())
         return cls(d["features"], np.array(d["robust_center"]), np.array(d["robust_scale"]),
-                   d["mass_min"], d["mass_max"])
+                   d["mass_min"], d["mass_max"], d.get("parametric", True))
 
 
 def training_weights(

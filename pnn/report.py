@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pnn import plots
+from pnn import plots, sanity
 from pnn.atomic import atomic_path, write_json
 from pnn.config import Config
 from pnn.errors import PnnError
@@ -53,8 +53,15 @@ def collect(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     if not found:
         raise PnnError(f"no evaluated mass under '{base}': run 'pnn evaluate' first")
     found.sort(key=lambda m: m["mass"])
-    warnings = [f"m = {m['mass']:g} GeV: {w}" for m in found for w in m.get("warnings", [])]
-    return pd.DataFrame([_row(m) for m in found], columns=COLUMNS), warnings
+    checks_file = base / "sanity.json"
+    checks = json.loads(checks_file.read_text()) if checks_file.is_file() else []
+    warnings = [c["warning"] for c in checks if c["warning"]]
+    warnings += [f"m = {m['mass']:g} GeV: {w}" for m in found for w in m.get("warnings", [])]
+    table = pd.DataFrame([_row(m) for m in found], columns=COLUMNS)
+    same = sanity.identical_auc(dict(zip(table["mass"], table["auc"], strict=True)))
+    if same.warning:
+        warnings.insert(0, same.warning)
+    return table, warnings
 
 
 def _fmt(v) -> str:

@@ -22,11 +22,24 @@ from pnn import plots
 from pnn.atomic import atomic_path, write_json
 from pnn.config import Config
 from pnn.errors import PnnError
-from pnn.preprocess import InputScaler, MassPrior, feature_matrix, folds, training_weights
+from pnn.preprocess import InputScaler, MassPrior, feature_matrix, folds, mass_mask, training_weights
 
 log = logging.getLogger(__name__)
 
 VERSIONED = ("pnn", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "uproot", "awkward")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a network is trained on: the PNN itself, or a study's hold-out or baseline network.
+
+    ``signal_masses`` restricts the signal to those mass points (default: every sample
+    flagged ``train``); a non-``parametric`` network has no mass input.
+    """
+
+    name: str = "pnn"
+    signal_masses: tuple[float, ...] | None = None
+    parametric: bool = True
 
 
 @dataclass
@@ -60,11 +73,17 @@ class TrainResult:
     folds: list[FoldResult]
 
 
-def training_events(cfg: Config, events: pd.DataFrame) -> pd.DataFrame:
-    """Background plus the signal samples flagged ``train`` (off-grid masses stay out)."""
+def training_events(cfg: Config, events: pd.DataFrame,
+                    signal_masses: tuple[float, ...] | None = None) -> pd.DataFrame:
+    """Background plus the signal samples flagged ``train`` (off-grid masses stay out),
+    optionally only the signal at ``signal_masses``."""
     trained = {s.name for s in cfg.samples.signal if s.train}
-    keep = (events["label"] == 0) | events["sample"].astype(str).isin(trained)
-    return events[keep.to_numpy()]
+    is_bkg = events["label"].to_numpy() == 0
+    keep = events["sample"].astype(str).isin(trained).to_numpy()
+    if signal_masses is not None:
+        mass = events["mass"].to_numpy()
+        keep &= np.logical_or.reduce([mass_mask(mass, m) for m in signal_masses])
+    return events[is_bkg | keep]
 
 
 def warn_repeated_event_numbers(events: pd.DataFrame, branch: str) -> int:
@@ -107,15 +126,20 @@ def _versions() -> dict[str, str]:
 def run_epoch(net: pnn_model.keras.Model, x: np.ndarray, y: np.ndarray, w: np.ndarray, bkg: np.ndarray,
               prior: MassPrior, scaler: InputScaler, rng: np.random.Generator,
               batch_size: int, epoch: int) -> float:
-    """One epoch: draw new background masses, shuffle with ``rng``, fit; return the loss."""
-    x[bkg, -1] = scaler.scale_mass(prior.draw(rng, len(bkg)))
+    """One epoch: draw new background masses, shuffle with ``rng``, fit; return the loss.
+
+    A non-parametric network has no mass input, so nothing is drawn for it.
+    """
+    if scaler.parametric:
+        x[bkg, -1] = scaler.scale_mass(prior.draw(rng, len(bkg)))
     order = rng.permutation(len(y))
     h = net.fit(x[order], y[order], sample_weight=w[order], batch_size=batch_size,
                 epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
     return float(h.history["loss"][-1])
 
 
-def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path) -> FoldResult:
+def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
+               parametric: bool = True) -> FoldResult:
     """Train, early-stop and save the model of ``fold`` with its scaler and history."""
     start = time.perf_counter()
     t = cfg.training
@@ -124,7 +148,7 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path) -> F
     if not sig.any() or sig.all():
         raise PnnError(f"fold {fold}: training needs both signal and background events")
     prior = MassPrior.from_signal(train.mass[sig], train.w[sig])
-    scaler = InputScaler.fit(cfg.features, train.X, prior.masses)
+    scaler = InputScaler.fit(cfg.features, train.X, prior.masses, parametric)
     rng = np.random.default_rng([cfg.seed, 11, fold])
 
     x_train = scaler.transform(train.X, np.where(sig, train.mass, prior.masses[0]))
@@ -132,7 +156,7 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path) -> F
     val_mass = np.where(val.y == 1, val.mass, prior.draw(rng, len(val)))
     x_val = scaler.transform(val.X, val_mass)
 
-    net = pnn_model.build_model(x_train.shape[1], t.layers, t.activation, cfg.seed + 1000 * fold)
+    net = pnn_model.build_model(scaler.n_inputs, t.layers, t.activation, cfg.seed + 1000 * fold)
     pnn_model.compile_model(net, t)
     history: list[dict] = []
     best = (np.inf, 0, net.get_weights())
@@ -164,8 +188,13 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path) -> F
                       time.perf_counter() - start)
 
 
-def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None) -> TrainResult:
-    """Train every fold model (or only ``fold_ids``) and write the model metadata."""
+def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, *,
+          variant: Variant = Variant(), out_dir: Path | None = None) -> TrainResult:
+    """Train every fold model (or only ``fold_ids``) and write the model metadata.
+
+    The default variant is the PNN in ``<run>/model``; the studies train hold-out and
+    baseline networks into their own ``out_dir``.
+    """
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
@@ -174,12 +203,15 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None) 
     bad = [f for f in fold_ids if not 0 <= f < k]
     if bad:
         raise PnnError(f"fold {bad[0]} does not exist: folds are 0..{k - 1}")
-    events = training_events(cfg, events)
+    events = training_events(cfg, events, variant.signal_masses)
     warn_repeated_event_numbers(events, cfg.event_number)
     masses = sorted(float(m) for m in np.unique(events.loc[events["label"] == 1, "mass"]))
-    out_dir = pnn_model.model_dir(cfg.run_dir)
+    if variant.signal_masses is not None and len(masses) != len(variant.signal_masses):
+        raise PnnError(f"{variant.name}: no training signal at some of the masses "
+                       f"{[f'{m:g}' for m in variant.signal_masses]} GeV")
+    out_dir = pnn_model.model_dir(cfg.run_dir) if out_dir is None else Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = [train_fold(cfg, events, f, out_dir) for f in fold_ids]
+    results = [train_fold(cfg, events, f, out_dir, variant.parametric) for f in fold_ids]
     meta_path = out_dir / "metadata.json"
     earlier = []
     if meta_path.is_file() and len(fold_ids) < k:  # keep what other fold jobs recorded
@@ -187,14 +219,19 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None) 
         if old.get("config_digest") == cfg.digest():
             earlier = [r for r in old.get("fold_results", []) if r["fold"] not in fold_ids]
     fold_results = sorted(earlier + [asdict(r) for r in results], key=lambda r: r["fold"])
+    inputs = list(cfg.features)
+    if variant.parametric:
+        inputs.append("mass (scaled to [0, 1] over the trained range)")
     write_json(meta_path, {
+        "variant": variant.name,
+        "parametric": variant.parametric,
         "features": list(cfg.features),
         "masses": masses,
         "folds": k,
         "fold_rule": f"model i is trained on events with {cfg.event_number} % {k} != i "
                      f"and applied to events with {cfg.event_number} % {k} == i",
         "event_number": cfg.event_number,
-        "inputs": [*cfg.features, "mass (scaled to [0, 1] over the trained range)"],
+        "inputs": inputs,
         "seed": cfg.seed,
         "config_digest": cfg.digest(),
         "training": cfg.training.model_dump(),
