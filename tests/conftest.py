@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -63,3 +64,28 @@ def small_toy(tmp_path: Path) -> Path:
     toy.write(g["output"], g["masses"] + g["offgrid_masses"], g["signal_events"],
               g["background_events"], 140.0, cfg["seed"])
     return write_config(tmp_path / "config.yaml", cfg)
+
+
+def echo_models(features: list[str], column: int):
+    """Two fold models whose score is one scaled input (-1: the mass, as every event gets it).
+
+    Planted networks with a known answer: echoing the mass shows which mass each event is
+    given; echoing a feature gives a network that ignores the mass.
+    """
+    import keras
+
+    from pnn.model import FoldModels
+    from pnn.preprocess import InputScaler
+
+    n = len(features) + 1
+    models = []
+    for _ in range(2):
+        inp = keras.Input(shape=(n,))
+        out = keras.layers.Dense(1, activation="linear")(inp)
+        model = keras.Model(inp, out)
+        kernel = np.zeros((n, 1), np.float32)
+        kernel[column, 0] = 1.0
+        model.layers[-1].set_weights([kernel, np.zeros(1, np.float32)])
+        models.append(model)
+    scaler = InputScaler(features, np.zeros(len(features)), np.ones(len(features)), 500.0, 1500.0)
+    return FoldModels(models, [scaler, scaler], {"features": features, "masses": [500, 1000, 1500]})

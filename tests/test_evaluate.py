@@ -6,33 +6,15 @@ import pytest
 from pnn import evaluate, ingest
 from pnn.config import load_config
 from pnn.errors import PnnError
-from pnn.model import FoldModels
-from pnn.preprocess import InputScaler
 
-
-def _mass_echo_models(features):
-    """Fold models whose score is the scaled mass input: reveals the mass each event gets."""
-    import keras
-
-    n = len(features) + 1
-    models = []
-    for _ in range(2):
-        inp = keras.Input(shape=(n,))
-        out = keras.layers.Dense(1, activation="linear")(inp)
-        model = keras.Model(inp, out)
-        kernel = np.zeros((n, 1), np.float32)
-        kernel[-1, 0] = 1.0
-        model.layers[-1].set_weights([kernel, np.zeros(1, np.float32)])
-        models.append(model)
-    scaler = InputScaler(features, np.zeros(len(features)), np.ones(len(features)), 500.0, 1500.0)
-    return FoldModels(models, [scaler, scaler], {"features": features, "masses": [500, 1000, 1500]})
+from .conftest import echo_models
 
 
 def test_every_background_event_gets_the_hypothesised_mass(small_toy) -> None:
     cfg = load_config(small_toy)
     ingest.ingest(cfg)
     events, _ = ingest.load_events(cfg)
-    res = evaluate.evaluate_mass(cfg, events, _mass_echo_models(cfg.features), 1000.0, True)
+    res = evaluate.evaluate_mass(cfg, events, echo_models(cfg.features, -1), 1000.0, True)
     # signal and background all score scale(1000) = 0.5: the PNN cannot tell them apart
     assert res.methods["pnn"].auc == pytest.approx(0.5)
     assert res.n_signal == (events.mass == 1000).sum()
@@ -57,7 +39,7 @@ def test_a_mass_without_signal_is_an_error(small_toy) -> None:
     ingest.ingest(cfg)
     events, _ = ingest.load_events(cfg)
     with pytest.raises(PnnError, match="no signal events at mass 1250"):
-        evaluate.evaluate_mass(cfg, events, _mass_echo_models(cfg.features), 1250.0, True)
+        evaluate.evaluate_mass(cfg, events, echo_models(cfg.features, -1), 1250.0, True)
 
 
 def test_negative_weights_count_in_the_yields(small_toy) -> None:
@@ -65,7 +47,7 @@ def test_negative_weights_count_in_the_yields(small_toy) -> None:
     ingest.ingest(cfg)
     events, _ = ingest.load_events(cfg)
     assert (events.weight < 0).any()
-    res = evaluate.evaluate_mass(cfg, events, _mass_echo_models(cfg.features), 500.0, True)
+    res = evaluate.evaluate_mass(cfg, events, echo_models(cfg.features, -1), 500.0, True)
     bkg = events[events.label == 0]
     assert res.background_yield == pytest.approx(bkg.weight.sum())
     assert res.background_yield < bkg.weight.abs().sum()
