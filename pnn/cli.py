@@ -57,13 +57,14 @@ def _stage(func: Callable[..., Any]) -> Callable[..., Any]:
 def main(verbose: int, quiet: bool) -> None:
     """Parametrised neural networks for resonance searches.
 
-    Stages, in order: generate (toy ntuples) -> ingest -> train -> evaluate -> report.
-    'run' runs them all. Every verb takes the YAML config as its argument.
+    Stages, in order: generate (toy ntuples) -> ingest -> train -> evaluate -> report,
+    then 'study' for the physics validation. 'run' runs the stages. Every verb takes the
+    YAML config as its argument.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("matplotlib", "PIL", "absl", "h5py"):
+    for noisy in ("matplotlib", "PIL", "absl", "h5py", "tensorflow"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -166,6 +167,94 @@ def evaluate(config: str, output_dir: str | None, masses: tuple[float, ...],
 def report(config: str, output_dir: str | None) -> None:
     """Collect every mass into summary.csv/json, print the table, plot AUC and Z."""
     do_report(_load(config, output_dir))
+
+
+@main.group()
+def study() -> None:
+    """Physics validation: baselines, interpolation, detuning, feature importance.
+
+    Results go to <run>/study/: tables (CSV, JSON), plots and study.md. Networks already
+    trained with the same config are reused, so an interrupted study resumes.
+    """
+
+
+jobs_opt = click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+                        help="Networks trained at once (default: study.jobs in the config).")
+
+
+def _run_study(config: str, output_dir: str | None, which: str, jobs: int | None) -> None:
+    from pnn import study as pnn_study
+
+    res = pnn_study.run_study(_load(config, output_dir), which, jobs)
+    for line in res.conclusions:
+        click.echo(line)
+    click.echo("wrote " + ", ".join(str(p) for p in res.paths))
+
+
+def _train_study(config: str, output_dir: str | None, kind: str, masses: tuple[float, ...],
+                 jobs: int | None) -> None:
+    from pnn import study as pnn_study
+
+    names = pnn_study.train_some(_load(config, output_dir), kind, list(masses), jobs)
+    click.echo(f"trained {len(names)} {kind} networks" + (f": {', '.join(names)}" if names else
+                                                          " (all were already trained)"))
+
+
+@study.command("interpolation")
+@config_arg
+@output_opt
+@click.option("--holdout", "holdouts", type=float, multiple=True,
+              help="Only train the PNN with this mass held out (repeatable), for batch jobs.")
+@jobs_opt
+@_stage
+def study_interpolation(config: str, output_dir: str | None, holdouts: tuple[float, ...],
+                        jobs: int | None) -> None:
+    """Leave each interior mass out, compare with the full PNN and every baseline."""
+    if holdouts:
+        _train_study(config, output_dir, "holdout", holdouts, jobs)
+    else:
+        _run_study(config, output_dir, "interpolation", jobs)
+
+
+@study.command("dedicated")
+@config_arg
+@output_opt
+@click.option("--mass", "masses", type=float, multiple=True,
+              help="Only train the dedicated network of this mass (repeatable).")
+@jobs_opt
+@_stage
+def study_dedicated(config: str, output_dir: str | None, masses: tuple[float, ...],
+                    jobs: int | None) -> None:
+    """Train the dedicated networks (one per trained mass, no mass input)."""
+    _train_study(config, output_dir, "dedicated", masses, jobs)
+
+
+@study.command("detuning")
+@config_arg
+@output_opt
+@_stage
+def study_detuning(config: str, output_dir: str | None) -> None:
+    """Z against the hypothesised mass for signal at each true mass."""
+    _run_study(config, output_dir, "detuning", None)
+
+
+@study.command("importance")
+@config_arg
+@output_opt
+@_stage
+def study_importance(config: str, output_dir: str | None) -> None:
+    """Permutation importance of each feature (drop in AUC), per mass."""
+    _run_study(config, output_dir, "importance", None)
+
+
+@study.command("all")
+@config_arg
+@output_opt
+@jobs_opt
+@_stage
+def study_all(config: str, output_dir: str | None, jobs: int | None) -> None:
+    """Every study, then study.md with one table per study and its conclusions."""
+    _run_study(config, output_dir, "all", jobs)
 
 
 @main.command()

@@ -138,6 +138,21 @@ class Evaluation(_Strict):
     allow_extrapolation: bool = Field(False, description="evaluate outside the trained range")
 
 
+class Study(_Strict):
+    """Physics validation (``pnn study``): baselines, interpolation, detuning, importance."""
+
+    jobs: int = Field(2, ge=1, description="networks trained at once, each in its own process")
+    threads_per_network: int = Field(
+        1, ge=1, description="CPU threads of each training process (fixed, so numbers repeat)"
+    )
+    detuning_step: float | None = Field(
+        None, gt=0, description="GeV between hypothesised masses; default: trained range / 20"
+    )
+    importance_repeats: int = Field(3, ge=1, description="permutations per feature and mass")
+    bdt_max_iter: int = Field(100, ge=1, description="boosting iterations of the parametric BDT")
+    bdt_learning_rate: float = Field(0.1, gt=0, description="learning rate of the parametric BDT")
+
+
 class Config(_Strict):
     name: str = Field(description="run name: outputs go to output_dir/name")
     output_dir: str = Field("runs", description="parent of the run directory")
@@ -152,6 +167,7 @@ class Config(_Strict):
     preprocessing: Preprocessing = Preprocessing()
     training: Training = Training()
     evaluation: Evaluation = Evaluation()
+    study: Study = Study()
 
     @field_validator("features")
     @classmethod

@@ -142,3 +142,51 @@ def summary(table: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel(ylabel)
         ax.legend(fontsize="small")
     _save(fig, path)
+
+
+def interpolation(table: pd.DataFrame, labels: Mapping[str, str], held_out: list[float],
+                  path: Path) -> None:
+    """AUC and Z against mass, one line per method; held-out masses marked."""
+    with plt.style.context(mplhep.style.ROOT):
+        fig, axes = plt.subplots(1, 2, figsize=(15, 6))
+    fig.subplots_adjust(wspace=0.3)
+    styles = {"pnn_holdout": dict(ls="none", marker="*", ms=14),
+              "dedicated_below": dict(ls=":", marker="v"), "dedicated_above": dict(ls=":", marker="^"),
+              "optimal": dict(color="k", ls="--", marker="")}
+    for ax, key, ylabel in ((axes[0], "auc", "ROC AUC"), (axes[1], "z", "Asimov Z")):
+        for method, label in labels.items():
+            rows = table[table["method"] == method].sort_values("mass")
+            if len(rows):
+                ax.plot(rows["mass"], rows[key], **({"marker": "o"} | styles.get(method, {})),
+                        label=label)
+        for i, m in enumerate(held_out):
+            ax.axvline(m, color="0.6", ls=":", lw=1, label="held out" if i == 0 else None)
+        ax.set_xlabel("mass hypothesis [GeV]")
+        ax.set_ylabel(ylabel)
+    axes[0].legend(fontsize="x-small", loc="lower right")
+    _save(fig, path)
+
+
+def detuning(table: pd.DataFrame, path: Path) -> None:
+    """Z against the hypothesised mass, one curve per true signal mass (marked dashed)."""
+    fig, ax = _figure()
+    for i, (m, curve) in enumerate(table.groupby("true_mass")):
+        curve = curve.sort_values("hypothesis")
+        line, = ax.plot(curve["hypothesis"], curve["z"], "o-", ms=3, color=f"C{i % 10}",
+                        label=f"signal at {m:g} GeV")
+        ax.axvline(m, color=line.get_color(), ls="--", lw=1)
+    ax.set_xlabel("hypothesised mass fed to the PNN [GeV]")
+    ax.set_ylabel("Asimov Z")
+    _finish(fig, ax, "detuning", path)
+
+
+def importance(table: pd.DataFrame, path: Path) -> None:
+    """Permutation importance (drop in AUC) of each feature against mass."""
+    fig, ax = _figure()
+    for feat, rows in table.groupby("feature", sort=False):
+        rows = rows.sort_values("mass")
+        ax.errorbar(rows["mass"], rows["auc_drop"], yerr=rows["auc_drop_std"], marker="o",
+                    capsize=3, label=feat)
+    ax.set_xlabel("mass hypothesis [GeV]")
+    ax.set_ylabel("drop in AUC when permuted")
+    _finish(fig, ax, "permutation importance", path)
