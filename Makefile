@@ -19,8 +19,9 @@ EVENTS := $(RUN)/events.parquet
 MODEL := $(RUN)/model/metadata.json
 EVALUATED := $(RUN)/evaluate/index.json
 SUMMARY := $(RUN)/summary.json
+STUDY := $(RUN)/study/study.md
 
-.PHONY: install demo test lint data ingest train evaluate report clean benchmark
+.PHONY: install demo test lint data ingest train evaluate report study clean benchmark
 .DELETE_ON_ERROR:
 
 install: $(INSTALLED)
@@ -46,6 +47,7 @@ ingest: $(EVENTS)
 train: $(MODEL)
 evaluate: $(EVALUATED)
 report: $(SUMMARY)
+study: $(STUDY)
 
 ifneq ($(DATA),)
 $(DATA): $(CONFIG) | $(INSTALLED)
@@ -69,6 +71,10 @@ $(RUN)/evaluate/m%/metrics.json: $(MODEL) $(EVENTS) $(CONFIG)
 
 $(SUMMARY): $(EVALUATED) $(wildcard $(RUN)/evaluate/m*/metrics.json)
 	$(PNN) report $(CONFIG)
+
+# The validation study: baselines, hold-outs, detuning, importance (see README).
+$(STUDY): $(MODEL) $(EVENTS) $(CONFIG)
+	$(PNN) study all $(CONFIG)
 
 benchmark: $(INSTALLED)
 	$(BIN)/python scripts/benchmark.py
