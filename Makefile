@@ -19,8 +19,9 @@ EVENTS := $(RUN)/events.parquet
 MODEL := $(RUN)/model/metadata.json
 EVALUATED := $(RUN)/evaluate/index.json
 SUMMARY := $(RUN)/summary.json
+EXPORTED := $(RUN)/export/pnn_onnx.json
 
-.PHONY: install demo test lint data ingest train evaluate report clean benchmark
+.PHONY: install demo test lint data ingest train evaluate report export clean benchmark
 .DELETE_ON_ERROR:
 
 install: $(INSTALLED)
@@ -46,6 +47,7 @@ ingest: $(EVENTS)
 train: $(MODEL)
 evaluate: $(EVALUATED)
 report: $(SUMMARY)
+export: $(EXPORTED)
 
 ifneq ($(DATA),)
 $(DATA): $(CONFIG) | $(INSTALLED)
@@ -69,6 +71,10 @@ $(RUN)/evaluate/m%/metrics.json: $(MODEL) $(EVENTS) $(CONFIG)
 
 $(SUMMARY): $(EVALUATED) $(wildcard $(RUN)/evaluate/m*/metrics.json)
 	$(PNN) report $(CONFIG)
+
+# ONNX models for C++ (ONNX Runtime), written after training
+$(EXPORTED): $(MODEL)
+	$(PNN) export $(CONFIG)
 
 benchmark: $(INSTALLED)
 	$(BIN)/python scripts/benchmark.py

@@ -67,8 +67,8 @@ class _Graph:
         self.count += 1
         return f"{stem}_{self.count}"
 
-    def const(self, stem: str, value: Any) -> str:
-        name = self._name(stem)
+    def const(self, stem: str, value: Any, *, exact: bool = False) -> str:
+        name = stem if exact else self._name(stem)
         self.initializers.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
         return name
 
@@ -76,10 +76,6 @@ class _Graph:
         out = out or self._name(op_type.lower())
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
         return out
-
-
-def _mul_gate(g: _Graph, x: str, gate: str) -> str:
-    return g.op("Mul", x, gate)
 
 
 def _gelu(g: _Graph, x: str) -> str:
@@ -102,10 +98,10 @@ ACTIVATIONS: dict[str, Callable[[_Graph, str], str]] = {
     "leaky_relu": lambda g, x: g.op("LeakyRelu", x, alpha=0.2),
     "relu6": lambda g, x: g.op("Clip", x, g.const("zero", 0.0), g.const("six", 6.0)),
     "hard_sigmoid": lambda g, x: g.op("HardSigmoid", x, alpha=1 / 6, beta=0.5),
-    "silu": lambda g, x: _mul_gate(g, x, g.op("Sigmoid", x)),
-    "hard_silu": lambda g, x: _mul_gate(g, x, g.op("HardSigmoid", x, alpha=1 / 6, beta=0.5)),
+    "silu": lambda g, x: g.op("Mul", x, g.op("Sigmoid", x)),
+    "hard_silu": lambda g, x: g.op("Mul", x, g.op("HardSigmoid", x, alpha=1 / 6, beta=0.5)),
     "gelu": _gelu,
-    "mish": lambda g, x: _mul_gate(g, x, g.op("Tanh", g.op("Softplus", x))),
+    "mish": lambda g, x: g.op("Mul", x, g.op("Tanh", g.op("Softplus", x))),
 }
 ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 
@@ -170,8 +166,8 @@ def build_onnx(model: Any, scaler: InputScaler, *, fold: int, doc: str = "") -> 
                        "score: rerun 'pnn train'")
     g = _Graph()
     offset, divisor = scaling_constants(scaler)
-    x = g.op("Sub", INPUT, g.const("scaling_offset", offset))
-    x = g.op("Div", x, g.const("scaling_divisor", divisor), out="scaled_inputs")
+    x = g.op("Sub", INPUT, g.const("scaling_offset", offset, exact=True))
+    x = g.op("Div", x, g.const("scaling_divisor", divisor, exact=True), out="scaled_inputs")
     for i, (kernel, bias, act) in enumerate(layers):
         x = g.op("Add", g.op("MatMul", x, g.const(f"kernel{i}", kernel)), g.const(f"bias{i}", bias))
         x = ACTIVATIONS[act](g, x)

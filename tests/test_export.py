@@ -2,7 +2,11 @@
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ from pnn.errors import PnnError
 
 from .conftest import toy_config, write_config
 
+ROOT = Path(__file__).resolve().parents[1]
 K = 3  # three folds, so a wrong fold rule cannot pass by symmetry
 
 
@@ -97,6 +102,7 @@ def test_sidecar_lists_inputs_in_the_order_the_graph_expects(exported) -> None:
     assert side["fold_rule"].startswith(f"score an event with the model of fold f = EventNumber % {K}")
     assert side["config_digest"] == cfg.digest() and side["opset"] == export.OPSET
     fm = FoldModels.load(cfg.run_dir)
+    assert [m["fold"] for m in side["models"]] == list(range(K))
     # a table with its columns in another order, read by the sidecar's names
     table = events[list(reversed(cfg.features))].assign(mass=1250.0)
     rows = table[side["inputs"]].to_numpy(np.float32)
@@ -107,6 +113,13 @@ def test_sidecar_lists_inputs_in_the_order_the_graph_expects(exported) -> None:
         (inp,) = proto.graph.input
         assert inp.name == side["input"]["name"]
         assert inp.type.tensor_type.shape.dim[1].dim_value == len(side["inputs"])
+        assert [n.op_type for n in proto.graph.node[:2]] == ["Sub", "Div"]  # explicit scaling
+        consts = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+        scaler = fm.scalers[m["fold"]]
+        np.testing.assert_allclose(consts["scaling_offset"], [*scaler.center, scaler.mass_min],
+                                   rtol=1e-6)
+        np.testing.assert_allclose(consts["scaling_divisor"],
+                                   [*scaler.scale, scaler.mass_max - scaler.mass_min], rtol=1e-6)
         props = {p.key: p.value for p in proto.metadata_props}
         assert json.loads(props["pnn_inputs"]) == side["inputs"]
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -137,6 +150,20 @@ def test_interrupted_export_leaves_no_sidecar(exported, tmp_path, monkeypatch) -
     assert res.exit_code == 130
     out = tmp_path / cfg.name / "export"
     assert sorted(p.name for p in out.iterdir()) == ["fold0.onnx"]  # no fold1, no sidecar, no temp
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_export_follows_the_model(exported, tmp_path) -> None:
+    cfg, _ = exported
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    pnn = Path(sys.executable).with_name("pnn")
+    args = ["make", "-C", str(ROOT), f"CONFIG={cfg.run_dir.parent.parent / 'config.yaml'}",
+            f"PNN={pnn}", f"INSTALLED={stamp}"]
+    assert subprocess.run([*args, "-q", "export"]).returncode == 0  # exported after training
+    os.utime(cfg.run_dir / "model" / "metadata.json")  # a retrained model
+    plan = subprocess.run([*args, "-n", "export"], capture_output=True, text=True, check=True)
+    assert plan.stdout.count(" export ") == 1 and " train " not in plan.stdout
 
 
 ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "elu", "selu", "softplus", "softsign",
