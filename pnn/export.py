@@ -5,7 +5,8 @@ Each fold model becomes one ONNX file. Its single input ``inputs`` is a float32 
 ``features``), unscaled, then the mass hypothesis in GeV. The graph subtracts the
 RobustScaler centres and the lower end of the trained mass range, then divides by the
 RobustScaler scales and the trained mass span, as two explicit ``Sub``/``Div`` nodes (easy
-to audit with any ONNX viewer), then runs the Dense layers as ``MatMul`` + ``Add`` plus
+to audit with any ONNX viewer) computed in double precision like :class:`InputScaler`
+(between two ``Cast`` nodes), then runs the Dense layers as ``MatMul`` + ``Add`` plus
 their activations. The output ``score`` is [N, 1] in [0, 1].
 
 A JSON sidecar ``pnn_onnx.json`` next to the models names the inputs in order, their
@@ -67,9 +68,9 @@ class _Graph:
         self.count += 1
         return f"{stem}_{self.count}"
 
-    def const(self, stem: str, value: Any, *, exact: bool = False) -> str:
+    def const(self, stem: str, value: Any, *, exact: bool = False, dtype: type = np.float32) -> str:
         name = stem if exact else self._name(stem)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype), name))
         return name
 
     def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs: Any) -> str:
@@ -166,8 +167,11 @@ def build_onnx(model: Any, scaler: InputScaler, *, fold: int, doc: str = "") -> 
                        "score: rerun 'pnn train'")
     g = _Graph()
     offset, divisor = scaling_constants(scaler)
-    x = g.op("Sub", INPUT, g.const("scaling_offset", offset, exact=True))
-    x = g.op("Div", x, g.const("scaling_divisor", divisor, exact=True), out="scaled_inputs")
+    # scaled in double precision, as InputScaler does, then handed to the float32 network
+    x = g.op("Cast", INPUT, to=TensorProto.DOUBLE)
+    x = g.op("Sub", x, g.const("scaling_offset", offset, exact=True, dtype=np.float64))
+    x = g.op("Div", x, g.const("scaling_divisor", divisor, exact=True, dtype=np.float64))
+    x = g.op("Cast", x, to=TensorProto.FLOAT, out="scaled_inputs")
     for i, (kernel, bias, act) in enumerate(layers):
         x = g.op("Add", g.op("MatMul", x, g.const(f"kernel{i}", kernel)), g.const(f"bias{i}", bias))
         x = ACTIVATIONS[act](g, x)
@@ -221,8 +225,8 @@ def sidecar(fm: FoldModels, files: list[Path]) -> dict:
         "output": {"name": OUTPUT, "type": "float32", "shape": ["N", 1],
                    "meaning": "signal score in [0, 1] at the given mass hypothesis"},
         "scaling": "inside the graph: (inputs - scaling_offset) / scaling_divisor, explicit "
-                   "Sub and Div nodes (RobustScaler centre/scale for the features, trained "
-                   "mass range for the mass)",
+                   "Sub and Div nodes in double precision (RobustScaler centre/scale for the "
+                   "features, trained mass range for the mass)",
         "event_number": ev,
         "folds": k,
         "fold_rule": fold_rule(ev, k),

@@ -113,7 +113,7 @@ def test_sidecar_lists_inputs_in_the_order_the_graph_expects(exported) -> None:
         (inp,) = proto.graph.input
         assert inp.name == side["input"]["name"]
         assert inp.type.tensor_type.shape.dim[1].dim_value == len(side["inputs"])
-        assert [n.op_type for n in proto.graph.node[:2]] == ["Sub", "Div"]  # explicit scaling
+        assert [n.op_type for n in proto.graph.node[:4]] == ["Cast", "Sub", "Div", "Cast"]
         consts = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
         scaler = fm.scalers[m["fold"]]
         np.testing.assert_allclose(consts["scaling_offset"], [*scaler.center, scaler.mass_min],
@@ -216,3 +216,11 @@ def test_missing_export_is_a_clear_error(tmp_path) -> None:
 
     with pytest.raises(PnnError, match="run 'pnn export' first"):
         export.score(tmp_path, np.zeros((1, 5)), 500.0, np.zeros(1, np.int64))
+
+
+def test_help_does_not_import_onnx() -> None:
+    code = ("import sys; from pnn.cli import main\n"
+            "try:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules\n"
+            "assert 'tensorflow' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
