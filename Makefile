@@ -20,8 +20,9 @@ MODEL := $(RUN)/model/metadata.json
 EVALUATED := $(RUN)/evaluate/index.json
 SUMMARY := $(RUN)/summary.json
 STUDY := $(RUN)/study/study.md
+EXPORTED := $(RUN)/export/pnn_onnx.json
 
-.PHONY: install demo test lint data ingest train evaluate report study clean benchmark
+.PHONY: install demo test lint data ingest train evaluate report study export clean benchmark
 .DELETE_ON_ERROR:
 
 install: $(INSTALLED)
@@ -48,6 +49,7 @@ train: $(MODEL)
 evaluate: $(EVALUATED)
 report: $(SUMMARY)
 study: $(STUDY)
+export: $(EXPORTED)
 
 ifneq ($(DATA),)
 $(DATA): $(CONFIG) | $(INSTALLED)
@@ -75,6 +77,9 @@ $(SUMMARY): $(EVALUATED) $(wildcard $(RUN)/evaluate/m*/metrics.json)
 # The validation study: baselines, hold-outs, detuning, importance (see README).
 $(STUDY): $(MODEL) $(EVENTS) $(CONFIG)
 	$(PNN) study all $(CONFIG)
+# ONNX models for C++ (ONNX Runtime), written after training
+$(EXPORTED): $(MODEL)
+	$(PNN) export $(CONFIG)
 
 benchmark: $(INSTALLED)
 	$(BIN)/python scripts/benchmark.py

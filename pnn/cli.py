@@ -118,6 +118,13 @@ def do_report(cfg: Config) -> None:
     click.echo(f"wrote {rep.paths['json']}, {rep.paths['csv']} and {rep.paths['plot']}")
 
 
+def do_export(cfg: Config) -> None:
+    from pnn import export
+
+    res = export.export(cfg)
+    click.echo(f"wrote {len(res.models)} ONNX models to {res.directory}, described in {res.sidecar}")
+
+
 @main.command()
 @config_arg
 @output_opt
@@ -169,6 +176,13 @@ def report(config: str, output_dir: str | None) -> None:
     do_report(_load(config, output_dir))
 
 
+@main.command("export")
+@config_arg
+@output_opt
+@_stage
+def export_onnx(config: str, output_dir: str | None) -> None:
+    """Write the fold models as ONNX (input scaling inside) and a JSON sidecar for C++ use."""
+    do_export(_load(config, output_dir))
 @main.group()
 def study() -> None:
     """Physics validation: baselines, interpolation, detuning, feature importance.
