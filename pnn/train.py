@@ -62,8 +62,9 @@ class TrainResult:
 
 def training_events(cfg: Config, events: pd.DataFrame) -> pd.DataFrame:
     """Background plus the signal samples flagged ``train`` (off-grid masses stay out)."""
-    trained = {s.name for s in cfg.samples.signal if s.train}
-    keep = (events["label"] == 0) | events["sample"].astype(str).isin(trained)
+    names = events["sample"].astype(str)
+    trained = [n for n in names.unique() if cfg.trained_sample(n)]
+    keep = (events["label"] == 0) | names.isin(trained)
     return events[keep.to_numpy()]
 
 

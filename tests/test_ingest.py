@@ -107,8 +107,8 @@ def test_large_samples_are_read_in_chunks_into_one_table(tmp_path, monkeypatch) 
     real = ntuple.iterate
     chunks = []
 
-    def counting(trees, branches, step_size=300):
-        for c in real(trees, branches, step_size=300):
+    def counting(trees, branches, step_size=300, **kw):
+        for c in real(trees, branches, step_size=300, **kw):
             chunks.append(len(c["pt"]))
             yield c
 
@@ -169,3 +169,87 @@ def test_shared_real_file_with_expressions(shared_testdata, tmp_path) -> None:
     expect = np.concatenate([derived[on], derived[~on]])
     np.testing.assert_allclose(table["sqrt(px1**2 + py1**2)"], expect, rtol=1e-6)
     np.testing.assert_array_equal(table["event_number"], np.r_[a["Event"][on], a["Event"][~on]])
+
+
+def _toy_files(tmp_path):
+    from pnn import toy
+
+    toy.write(tmp_path / "nt", [500.0, 750.0, 1000.0], 300, 2000, 140.0, 3)
+    return tmp_path / "nt"
+
+
+def _toy_cfg(tmp_path, signal, name="regex"):
+    data = tmp_path / "nt"
+    raw = {
+        "name": name, "output_dir": str(tmp_path / "runs"),
+        "samples": {"signal": signal,
+                    "background": [{"name": "ttbar", "files": str(data / "background.root"),
+                                    "tree": "ttbar"}]},
+        "features": ["FourBodyMass", "sT"],
+    }
+    return load_config(write_config(tmp_path / f"{name}.yaml", raw))
+
+
+def test_tree_regex_gives_the_same_table_as_trees_listed_by_hand(tmp_path) -> None:
+    data = _toy_files(tmp_path)
+    sig = str(data / "signal.root")
+    by_hand = _toy_cfg(tmp_path, [
+        {"name": f"Xtohh{m}", "files": sig, "tree": f"Xtohh{m}", "mass": m}
+        for m in (500, 750, 1000)], name="hand")
+    by_regex = _toy_cfg(tmp_path, [
+        {"name": "{tree}", "files": [sig], "tree_regex": r"Xtohh\d+", "mass_regex": r"Xtohh(\d+)"}])
+    ingest.ingest(by_hand)
+    ingest.ingest(by_regex)
+    hand, _ = ingest.load_events(by_hand)
+    regex, meta = ingest.load_events(by_regex)
+    assert len(hand) == 300 * 3 + (hand.label == 0).sum()
+    pd.testing.assert_frame_equal(hand, regex)
+    assert [s["mass"] for s in meta["samples"][:3]] == [500, 750, 1000]
+
+
+def test_files_to_trees_mapping_and_mass_from_the_file_name(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    for m in (300, 600):
+        ntuple.write_trees(tmp_path / f"signal_m{m}.root", {"nominal": {
+            "EventNumber": np.arange(50, dtype=np.int64), "x": rng.normal(size=50), "w": np.ones(50)}})
+    ntuple.write_trees(tmp_path / "bkg.root", {"b1": {
+        "evt": np.arange(80, dtype=np.int64), "x": rng.normal(size=80), "w": np.ones(80)}})
+    raw = {
+        "name": "map", "output_dir": str(tmp_path / "runs"), "weight": "w",
+        "samples": {
+            "signal": [{"name": "sig", "files": str(tmp_path / "signal_m*.root"), "tree": "nominal",
+                        "mass_regex": r"_m(\d+)\.root", "mass_regex_on": "file"}],
+            "background": [{"name": "bkg", "files": {str(tmp_path / "bkg.root"): "b1"},
+                            "event_number": "evt"}],
+        },
+        "features": ["x"],
+    }
+    cfg = load_config(write_config(tmp_path / "m.yaml", raw))
+    ingest.ingest(cfg)
+    table, _ = ingest.load_events(cfg)
+    assert sorted(table.loc[table.label == 1, "mass"].unique()) == [300, 600]
+    assert (table.label == 1).sum() == 100
+    np.testing.assert_array_equal(table.loc[table.label == 0, "event_number"], np.arange(80))
+
+
+@pytest.mark.parametrize("source", ["branch", "other_tree", "histogram"])
+def test_cross_section_normalises_by_the_sum_of_weights(tmp_path, source) -> None:
+    _make_files(tmp_path)
+    part = tmp_path / "bkg_part1.root"
+    with uproot.update(part) as out:
+        out["cutflow"] = (np.array([10.0, 3000.0, 5.0]), np.array([0.0, 1.0, 2.0, 3.0]))
+        out.mktree("sumw", {"genw": np.float64}).extend({"genw": np.full(4, 500.0)})
+    sw = {"branch": {"branch": "w"}, "other_tree": {"branch": "genw", "tree": "sumw"},
+          "histogram": {"histogram": "cutflow", "bin": 2}}[source]
+    raw = _config(tmp_path, luminosity=10.0).model_dump(exclude_defaults=True)
+    raw["samples"]["background"][0].update(files=[str(part)], cross_section=3.0, sum_weights=sw)
+    cfg = load_config(write_config(tmp_path / "x.yaml", raw))
+    ingest.ingest(cfg)
+    table, meta = ingest.load_events(cfg)
+    with uproot.open(part) as f:
+        a = f["nominal"].arrays(["w", "pt", "eta"], library="np")
+    keep = (np.abs(a["eta"]) < 2.5) & (a["pt"] > 10)
+    total = {"branch": a["w"].sum(), "other_tree": 2000.0, "histogram": 3000.0}[source]
+    b = table[table.label == 0]
+    np.testing.assert_allclose(b["weight"], a["w"][keep] * 3.0 * 10.0 / total)
+    assert meta["samples"][1]["sum_weights"] == pytest.approx(total)
