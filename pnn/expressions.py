@@ -181,6 +181,8 @@ def _reduce(name: str, value: Any, fill: float) -> Any:
         out = ak.sum(value, axis=1)
     else:
         out = ak.fill_none(getattr(ak, name)(value, axis=1), fill)
+        if name == "mean":  # an empty event has mean NaN, not None
+            return np.where(ak.to_numpy(ak.num(value, axis=1)) == 0, fill, ak.to_numpy(out))
     return ak.to_numpy(out)
 
 

@@ -253,3 +253,59 @@ def test_cross_section_normalises_by_the_sum_of_weights(tmp_path, source) -> Non
     b = table[table.label == 0]
     np.testing.assert_allclose(b["weight"], a["w"][keep] * 3.0 * 10.0 / total)
     assert meta["samples"][1]["sum_weights"] == pytest.approx(total)
+
+
+def _typed_file(path, n, seed):
+    import awkward as ak
+
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 4, n)
+    jets = ak.unflatten(rng.exponential(50, counts.sum()).astype(np.float32), counts)
+    cols = {f"i{np.dtype(t).itemsize * 8}{'u' if np.dtype(t).kind == 'u' else ''}":
+            rng.integers(0, 100, n).astype(t)
+            for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+                      np.uint64)}
+    cols.update(f32=rng.normal(size=n).astype(np.float32), f64=rng.normal(size=n),
+                flag=rng.random(n) < 0.5, fixed=rng.normal(size=(n, 3)).astype(np.float32),
+                EventNumber=np.arange(n, dtype=np.int64), Jet_pt=jets)
+    with uproot.recreate(path) as f:
+        f.mktree("t", {k: (v.type if k == "Jet_pt" else v.dtype if v.ndim == 1
+                           else (v.dtype, v.shape[1:])) for k, v in cols.items()})
+        f["t"].extend(cols)
+    return cols
+
+
+def test_every_branch_type_and_jagged_reductions(tmp_path) -> None:
+    import awkward as ak
+
+    sig = _typed_file(tmp_path / "s.root", 400, 1)
+    _typed_file(tmp_path / "b.root", 300, 2)
+    ints = [k for k in sig if k.startswith("i")]
+    raw = {
+        "name": "types", "output_dir": str(tmp_path / "runs"), "weight": "1",
+        "samples": {"signal": [{"name": "s", "files": str(tmp_path / "s.root"), "tree": "t",
+                                "mass": 1.0}],
+                    "background": [{"name": "b", "files": str(tmp_path / "b.root"), "tree": "t"}]},
+        "features": [*ints, "f32", "f64", "flag", "fixed[2]", "lead", "count(Jet_pt)",
+                     "sum(Jet_pt)", "ht_central"],
+        "aliases": {"lead": "Jet_pt[0]", "ht_central": "sum(Jet_pt * (Jet_pt > 20))"},
+        "object_fill": -1.0,
+        "selection": "count(Jet_pt) < 3",
+    }
+    cfg = load_config(write_config(tmp_path / "t.yaml", raw))
+    ingest.ingest(cfg)
+    table, _ = ingest.load_events(cfg)
+    s = table[table.label == 1]
+    keep = ak.to_numpy(ak.num(sig["Jet_pt"])) < 3
+    assert len(s) == keep.sum()
+    for name in ints:
+        np.testing.assert_array_equal(s[name], sig[name][keep].astype(np.float32))
+    np.testing.assert_array_equal(s["flag"], sig["flag"][keep])
+    np.testing.assert_array_equal(s["fixed[2]"], sig["fixed"][keep, 2])
+    lead = ak.to_numpy(ak.fill_none(ak.firsts(sig["Jet_pt"]), -1.0))[keep]
+    np.testing.assert_array_equal(s["lead"], lead)
+    np.testing.assert_array_equal(s["count(Jet_pt)"], ak.to_numpy(ak.num(sig["Jet_pt"]))[keep])
+    np.testing.assert_allclose(s["sum(Jet_pt)"], ak.to_numpy(ak.sum(sig["Jet_pt"], axis=1))[keep],
+                               rtol=1e-6)
+    central = ak.to_numpy(ak.sum(sig["Jet_pt"][sig["Jet_pt"] > 20], axis=1))[keep]
+    np.testing.assert_allclose(s["ht_central"], central, rtol=1e-6)
