@@ -309,3 +309,72 @@ def test_every_branch_type_and_jagged_reductions(tmp_path) -> None:
                                rtol=1e-6)
     central = ak.to_numpy(ak.sum(sig["Jet_pt"][sig["Jet_pt"] > 20], axis=1))[keep]
     np.testing.assert_allclose(s["ht_central"], central, rtol=1e-6)
+
+
+def _bad_setup(tmp_path, case):
+    """A config over two typed files, broken in one way; returns the config path."""
+    sig = tmp_path / "s.root"
+    cols = _typed_file(sig, 500, 1)
+    _typed_file(tmp_path / "b.root", 300, 2)
+    raw = {
+        "name": "bad", "output_dir": str(tmp_path / "runs"), "weight": "1",
+        "samples": {"signal": [{"name": "s", "files": str(sig), "tree": "t", "mass": 1.0}],
+                    "background": [{"name": "b", "files": str(tmp_path / "b.root"), "tree": "t"}]},
+        "features": ["f64", "Jet_pt[0]"],
+    }
+    if case == "not_root":
+        sig.write_bytes(b"this is not a ROOT file at all\n" * 100)
+    elif case == "truncated":
+        data = sig.read_bytes()
+        sig.write_bytes(data[: len(data) // 2])
+    elif case == "missing_branch":
+        raw["features"].append("Jet_eta[0]")
+    elif case == "jagged":
+        raw["features"].append("sqrt(Jet_pt)")
+    elif case == "disallowed":
+        raw["features"].append("__import__('os').getpid()")
+    elif case.startswith("nan"):
+        cols["f64"][[3, 10, 20]] = [np.nan, np.inf, -np.inf]
+        with uproot.recreate(sig) as f:
+            f.mktree("t", {"f64": np.float64, "EventNumber": np.int64, "Jet_pt": cols["Jet_pt"].type})
+            f["t"].extend({k: cols[k] for k in ("f64", "EventNumber", "Jet_pt")})
+        if case != "nan":
+            raw["non_finite"] = case.split("_")[1]
+            raw["non_finite_fill"] = -7.0
+    return write_config(tmp_path / "bad.yaml", raw)
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("not_root", "cannot be read as a ROOT file"),
+    ("truncated", "truncated or corrupt"),
+    ("missing_branch", "has no branch 'Jet_eta'"),
+    ("jagged", "feature 'sqrt(Jet_pt)' uses the jagged branch 'Jet_pt' without a reduction"),
+    ("disallowed", "is not allowed"),
+    ("nan", "feature 'f64' is NaN or infinite in 3 events"),
+])
+def test_bad_input_through_the_cli_is_one_line_exit_2_no_output(tmp_path, case, message) -> None:
+    from click.testing import CliRunner
+
+    from pnn.cli import main
+
+    res = CliRunner().invoke(main, ["ingest", str(_bad_setup(tmp_path, case))])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    run = tmp_path / "runs" / "bad"
+    assert not run.exists() or list(run.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["drop", "fill"])
+def test_non_finite_features_can_be_dropped_or_filled(tmp_path, how) -> None:
+    cfg = load_config(_bad_setup(tmp_path, f"nan_{how}"))
+    res = ingest.ingest(cfg)
+    table, meta = ingest.load_events(cfg)
+    s = table[table.label == 1]
+    assert meta["samples"][0]["non_finite"] == {"f64": 3}
+    if how == "drop":
+        assert len(s) == 497 and not {3, 10, 20} & set(s.event_number)
+    else:
+        assert len(s) == 500 and (s.set_index("event_number").loc[[3, 10, 20], "f64"] == -7).all()
+    assert res.events == len(table)
