@@ -171,11 +171,13 @@ def _plans(cfg: Config, handles: dict, sample: Sample, label: int,
             if kind == "object":
                 raise PnnError(f"{where}: branch '{branch}' holds objects that cannot be read as "
                                "numbers: leave it out of the config")
-            if kind == "string" and specs.get(branch) != branch and branch in needed:
-                user = [n for n, e in {**features, **specs}.items()
-                        if branch in expressions.branches(e) and e != branch] or [branch]
-                raise PnnError(f"{where}: branch '{branch}' holds strings: it can be a "
-                               f"spectator by its own name, never a feature ({user[0]!r})")
+            if kind == "string":
+                users = [n for n, e in features.items() if branch in expressions.branches(e)]
+                users += [n for n, e in specs.items()
+                          if branch in expressions.branches(e) and e != branch]
+                if users:
+                    raise PnnError(f"{where}: branch '{branch}' holds strings: it can be a "
+                                   f"spectator by its own name, never a feature ({users[0]!r})")
         collections = {b for b, k in kinds.items() if k in ("jagged", "array")}
         labelled = [*(f"feature '{n}'" for n in features), *(f"spectator '{n}'" for n in specs),
                     "the weight", "the event number", "the selection"]
