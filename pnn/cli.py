@@ -57,8 +57,9 @@ def _stage(func: Callable[..., Any]) -> Callable[..., Any]:
 def main(verbose: int, quiet: bool) -> None:
     """Parametrised neural networks for resonance searches.
 
-    Stages, in order: generate (toy ntuples) -> ingest -> train -> evaluate -> report.
-    'run' runs them all. Every verb takes the YAML config as its argument.
+    Stages, in order: generate (toy ntuples) -> ingest -> train -> evaluate -> report;
+    'run' runs them all, 'apply' writes scores back into ntuples. Every verb takes the
+    YAML config as its argument.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s",
@@ -78,11 +79,23 @@ def do_generate(cfg: Config) -> None:
     click.echo(f"wrote {paths['signal']} and {paths['background']}")
 
 
-def do_ingest(cfg: Config) -> None:
+def do_ingest(cfg: Config, shard: tuple[int, int] | None = None) -> None:
     from pnn import ingest
 
-    res = ingest.ingest(cfg)
+    res = ingest.ingest(cfg, shard)
     click.echo(f"wrote {res.events} events from {len(res.samples)} samples to {res.path}")
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        index, count = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise PnnError(f"--shard '{value}': write it as I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise PnnError(f"--shard '{value}': need 0 <= I < N")
+    return index, count
 
 
 def do_train(cfg: Config, folds: tuple[int, ...] = ()) -> None:
@@ -129,10 +142,12 @@ def generate(config: str, output_dir: str | None) -> None:
 @main.command()
 @config_arg
 @output_opt
+@click.option("--shard", default=None, metavar="I/N",
+              help="Read only share I of N of the trees, into events.d/shard-I-of-N.parquet.")
 @_stage
-def ingest(config: str, output_dir: str | None) -> None:
-    """Read the samples' trees into one events table (Parquet)."""
-    do_ingest(_load(config, output_dir))
+def ingest(config: str, output_dir: str | None, shard: str | None) -> None:
+    """Read the samples' trees into one events table (Parquet), or one shard of it."""
+    do_ingest(_load(config, output_dir), _shard(shard))
 
 
 @main.command()
@@ -166,6 +181,31 @@ def evaluate(config: str, output_dir: str | None, masses: tuple[float, ...],
 def report(config: str, output_dir: str | None) -> None:
     """Collect every mass into summary.csv/json, print the table, plot AUC and Z."""
     do_report(_load(config, output_dir))
+
+
+@main.command()
+@config_arg
+@click.option("--input", "-i", "inputs", multiple=True, required=True, metavar="FILE",
+              help="ROOT file or glob to score (repeatable).")
+@click.option("--mass", "masses", type=float, multiple=True,
+              help="Mass hypothesis in GeV (repeatable). Default: every trained mass.")
+@click.option("--tree", "trees", multiple=True,
+              help="Tree to score (repeatable). Default: every tree with the needed branches.")
+@click.option("--output-dir", "-o", default=None, metavar="DIR",
+              help="Where the <input>_pnn.root files go. Default: <run dir>/apply.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@_stage
+def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees: tuple[str, ...],
+          output_dir: str | None, force: bool) -> None:
+    """Write per-mass scores as friend trees entry-aligned with the input ntuples."""
+    from pnn import apply as pnn_apply
+
+    cfg = load_config(config)
+    results = pnn_apply.apply(cfg, list(inputs), list(masses) or None, output_dir, force,
+                              list(trees) or None)
+    for r in results:
+        click.echo(f"{r.input} -> {r.output}: " + ", ".join(
+            f"{t} ({n} entries)" for t, n in r.trees.items()))
 
 
 @main.command()

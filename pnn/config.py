@@ -199,6 +199,10 @@ class Evaluation(_Strict):
     allow_extrapolation: bool = Field(False, description="evaluate outside the trained range")
 
 
+class Apply(_Strict):
+    fill: float = Field(-1.0, description="score of events that fail the global selection")
+
+
 class Config(_Strict):
     name: str = Field(description="run name: outputs go to output_dir/name")
     output_dir: str = Field("runs", description="parent of the run directory")
@@ -221,6 +225,7 @@ class Config(_Strict):
     preprocessing: Preprocessing = Preprocessing()
     training: Training = Training()
     evaluation: Evaluation = Evaluation()
+    apply: Apply = Apply()
 
     @field_validator("features")
     @classmethod

@@ -67,6 +67,11 @@ def list_trees(handle) -> list[str]:
                               if v == "TTree"))
 
 
+def has_branches(handle, tree: str, branches: Iterable[str]) -> bool:
+    """Whether TTree ``tree`` of an open file has every one of ``branches``."""
+    return set(branches) - {ENTRY} <= set(handle[tree].keys())
+
+
 def branch_kinds(tree, branches: Iterable[str]) -> dict[str, str]:
     """What each branch holds: 'flat' (one number), 'array' (fixed size), 'jagged',
     'string' or 'object' (anything else uproot reads only as Python objects)."""
@@ -186,3 +191,23 @@ def write_trees(
                 out.extend({k: np.asarray(v)[start:start + chunk_entries]
                             for k, v in columns.items()})
             log.info("wrote tree %s with %d entries to %s", name, n, path)
+
+
+def write_chunks(path: str | Path, trees: Mapping[str, Iterable[Mapping[str, np.ndarray]]]) -> dict[str, int]:
+    """Write flat TTrees, each from an iterator of column chunks, atomically; return entries.
+
+    Every chunk becomes one basket per branch, so callers hand over chunks of tens of
+    thousands of entries. Nothing is left at ``path`` if an iterator raises.
+    """
+    entries: dict[str, int] = {}
+    with atomic_path(path) as tmp, uproot.recreate(tmp) as f:
+        for name, chunks in trees.items():
+            out = None
+            entries[name] = 0
+            for chunk in chunks:
+                if out is None:
+                    out = f.mktree(name, {k: np.asarray(v).dtype for k, v in chunk.items()})
+                out.extend({k: np.asarray(v) for k, v in chunk.items()})
+                entries[name] += len(next(iter(chunk.values())))
+            log.info("wrote tree %s with %d entries to %s", name, entries[name], path)
+    return entries
