@@ -68,14 +68,14 @@ def main(verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-def do_generate(cfg: Config) -> None:
+def do_generate(cfg: Config, objects: bool = False) -> None:
     from pnn import toy
 
     gen = cfg.generate
     if gen is None:
         raise PnnError("the config has no 'generate' section: add one to make toy ntuples")
     paths = toy.write(gen.output, gen.masses + gen.offgrid_masses, gen.signal_events,
-                      gen.background_events, gen.luminosity, cfg.seed)
+                      gen.background_events, gen.luminosity, cfg.seed, objects or gen.objects)
     click.echo(f"wrote {paths['signal']} and {paths['background']}")
 
 
@@ -133,10 +133,12 @@ def do_report(cfg: Config) -> None:
 @main.command()
 @config_arg
 @output_opt
+@click.option("--objects", is_flag=True,
+              help="Also write NanoAOD-like jagged jets: nJet, Jet_pt[], Jet_eta[], Jet_phi[], Jet_btag[].")
 @_stage
-def generate(config: str, output_dir: str | None) -> None:
+def generate(config: str, output_dir: str | None, objects: bool) -> None:
     """Write the embedded toy ntuples (one tree per mass point and per background)."""
-    do_generate(_load(config, output_dir))
+    do_generate(_load(config, output_dir), objects)
 
 
 @main.command()

@@ -117,9 +117,25 @@ class Sample(_Strict):
 
     def owns(self, name: str) -> bool:
         """Whether ``name`` in the events table came from this sample."""
-        parts = re.split(r"(\{tree\}|\{file\})", self.name)
-        pattern = "".join(".+" if p in ("{tree}", "{file}") else re.escape(p) for p in parts)
-        return re.fullmatch(pattern, name) is not None
+        pattern, seen = "", set()
+        for part in re.split(r"(\{tree\}|\{file\})", self.name):
+            if part in ("{tree}", "{file}"):
+                key = part[1:-1]
+                pattern += f"(?P={key})" if key in seen else f"(?P<{key}>.+)"
+                seen.add(key)
+            else:
+                pattern += re.escape(part)
+        found = re.fullmatch(pattern, name)
+        if found is None:
+            return False
+        tree = found.groupdict().get("tree")
+        if tree is not None and self.tree_regex is not None:
+            return re.fullmatch(self.tree_regex, tree) is not None
+        if tree is not None and self.tree is not None:
+            return tree == self.tree
+        if tree is not None and isinstance(self.files, dict):
+            return tree in self.files.values()
+        return True
 
 
 class Samples(_Strict):
@@ -132,7 +148,8 @@ class Samples(_Strict):
     def _check(self) -> Samples:
         if not self.signal or not self.background:
             raise ValueError("need at least one signal and one background sample")
-        names = [s.name for s in self.signal + self.background]
+        names = [s.name for s in self.signal + self.background
+                 if "{tree}" not in s.name and "{file}" not in s.name]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"sample names must be unique, repeated: {dupes}")
@@ -157,6 +174,7 @@ class Generate(_Strict):
     signal_events: int = Field(40_000, gt=0, description="events per signal mass point")
     background_events: int = Field(400_000, gt=0, description="background events in total")
     luminosity: float = Field(140.0, gt=0, description="integrated luminosity, fb^-1")
+    objects: bool = Field(False, description="also write jagged jet branches (nJet, Jet_pt[], ...)")
 
 
 class Preprocessing(_Strict):

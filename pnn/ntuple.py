@@ -177,19 +177,25 @@ def write_trees(
     trees: Mapping[str, Mapping[str, np.ndarray]],
     chunk_entries: int = 50_000,
 ) -> None:
-    """Write flat TTrees (one per key) with ``mktree``/``extend``, atomically.
+    """Write TTrees (one per key) with ``mktree``/``extend``, atomically.
 
-    Writing in chunks of ``chunk_entries`` gives baskets of a sensible size that ROOT,
-    TMVA and uproot all read.
+    Columns are NumPy arrays, or awkward records of jagged fields (``Jet`` with fields
+    ``pt``, ``eta`` becomes ``nJet``, ``Jet_pt[]``, ``Jet_eta[]``, as in NanoAOD). Writing
+    in chunks of ``chunk_entries`` gives baskets of a sensible size that ROOT, TMVA and
+    uproot all read.
     """
+
+    def column(v):
+        return v if type(v).__module__.startswith("awkward") else np.asarray(v)
+
     with atomic_path(path) as tmp, uproot.recreate(tmp) as f:
         for name, columns in trees.items():
-            types = {k: np.asarray(v).dtype for k, v in columns.items()}
+            cols = {k: column(v) for k, v in columns.items()}
+            types = {k: v.dtype if isinstance(v, np.ndarray) else v.type for k, v in cols.items()}
             out = f.mktree(name, types)
-            n = len(next(iter(columns.values())))
+            n = len(next(iter(cols.values())))
             for start in range(0, n, chunk_entries):
-                out.extend({k: np.asarray(v)[start:start + chunk_entries]
-                            for k, v in columns.items()})
+                out.extend({k: v[start:start + chunk_entries] for k, v in cols.items()})
             log.info("wrote tree %s with %d entries to %s", name, n, path)
 
 
