@@ -178,7 +178,7 @@ def _toy_files(tmp_path):
     return tmp_path / "nt"
 
 
-def _toy_cfg(tmp_path, signal, name="regex"):
+def _toy_cfg(tmp_path, signal, name="regex", **extra):
     data = tmp_path / "nt"
     raw = {
         "name": name, "output_dir": str(tmp_path / "runs"),
@@ -186,6 +186,7 @@ def _toy_cfg(tmp_path, signal, name="regex"):
                     "background": [{"name": "ttbar", "files": str(data / "background.root"),
                                     "tree": "ttbar"}]},
         "features": ["FourBodyMass", "sT"],
+        **extra,
     }
     return load_config(write_config(tmp_path / f"{name}.yaml", raw))
 
@@ -378,3 +379,43 @@ def test_non_finite_features_can_be_dropped_or_filled(tmp_path, how) -> None:
     else:
         assert len(s) == 500 and (s.set_index("event_number").loc[[3, 10, 20], "f64"] == -7).all()
     assert res.events == len(table)
+
+
+def test_shards_together_equal_one_ingest_and_keep_whole_sample_normalisation(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from pnn.cli import main
+
+    _toy_files(tmp_path)
+    sig = str(tmp_path / "nt" / "signal.root")
+    raw = _toy_cfg(tmp_path, [{"name": "{tree}", "files": sig, "tree_regex": r"Xtohh\d+",
+                               "mass_regex": r"Xtohh(\d+)", "cross_section": 2.0,
+                               "sum_weights": {"branch": "weight"}}],
+                   name="whole", luminosity=3.0).model_dump(exclude_defaults=True)
+    # one background sample of two trees: its parts land in different shards
+    raw["samples"]["background"] = [{
+        "name": "bkg", "files": str(tmp_path / "nt" / "background.root"),
+        "tree_regex": "ttbar|multijet", "cross_section": 5.0, "sum_weights": {"branch": "weight"}}]
+    whole = load_config(write_config(tmp_path / "whole.yaml", raw))
+    raw["name"] = "sharded"
+    sharded_path = write_config(tmp_path / "sharded.yaml", raw)
+    sharded = load_config(sharded_path)
+    ingest.ingest(whole)
+    expect, _ = ingest.load_events(whole)
+    runner = CliRunner()
+    for i in (0, 2):
+        assert runner.invoke(main, ["ingest", str(sharded_path), "--shard", f"{i}/3"]).exit_code == 0
+    with pytest.raises(PnnError, match="missing shard-1-of-3"):
+        ingest.load_events(sharded)
+    assert runner.invoke(main, ["ingest", str(sharded_path), "--shard", "1/3"]).exit_code == 0
+    got, meta = ingest.load_events(sharded)
+    assert not (sharded.run_dir / "events.parquet").exists()
+    keys = ["sample", "event_number"]
+    a = expect.astype({"sample": str}).sort_values(keys).reset_index(drop=True)
+    b = got.astype({"sample": str}).sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert meta["events"] == len(expect)
+    assert {s["name"]: s["selected"] for s in meta["samples"]} == {
+        n: int((expect["sample"] == n).sum()) for n in expect["sample"].cat.categories}
+    bad = runner.invoke(main, ["ingest", str(sharded_path), "--shard", "3/3"])
+    assert bad.exit_code == 2 and "0 <= I < N" in bad.output
