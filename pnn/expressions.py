@@ -163,6 +163,13 @@ def _kth(value: Any, k: int, fill: float, expr: str) -> Any:
 
     if value.ndim < 2:
         raise PnnError(f"expression '{expr}': indexing a branch with one value per event")
+    if value.ndim == 2:  # numbers per object: pick from the flat content by offsets
+        counts = ak.to_numpy(ak.num(value, axis=1))
+        flat = ak.to_numpy(ak.flatten(value, axis=1))
+        has = counts > k
+        out = np.full(len(counts), fill, dtype=np.result_type(flat.dtype, np.float64))
+        out[has] = flat[(np.cumsum(counts) - counts)[has] + k]
+        return out
     picked = ak.fill_none(ak.pad_none(value, k + 1, axis=1)[:, k], fill)
     return ak.to_numpy(picked)
 

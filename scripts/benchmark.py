@@ -148,7 +148,8 @@ def bench_jagged_ingest(cfg, repeat: int) -> dict:
                     if write:
                         table = pa.table(cols)
                         if writer is None:
-                            writer = pq.ParquetWriter(out, table.schema, compression="lz4")
+                            writer = pq.ParquetWriter(out, table.schema, compression="lz4",
+                                                      use_dictionary=False, write_statistics=False)
                         writer.write_table(table)
         if writer is not None:
             writer.close()
