@@ -109,6 +109,9 @@ def _as_array(value, n: int, dtype, what: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.ndim == 0:
         arr = np.full(n, arr)
+    if arr.dtype == object and dtype is None and arr.ndim == 1 and (
+            len(arr) == 0 or isinstance(arr[0], str)):
+        arr = arr.astype(str)  # a string spectator
     if arr.dtype == object or arr.ndim != 1:
         raise PnnError(f"{what} has several values per event: reduce it to one, e.g. "
                        "x[0], count(x) or sum(x)")

@@ -86,3 +86,24 @@ def test_real_flat_tree_every_type_and_a_string_spectator(shared_testdata, tmp_p
     bad = load_config(write_config(tmp_path / "g.yaml", raw))
     with pytest.raises(PnnError, match="holds strings: it can be a spectator"):
         ingest.ingest(bad)
+
+
+def test_real_zmumu_string_spectator_with_flat_branches_only(shared_testdata, tmp_path) -> None:
+    path = str(shared_testdata / "uproot-Zmumu.root")
+    raw = {
+        "name": "zmumu", "output_dir": str(tmp_path / "runs"), "event_number": "Event",
+        "weight": "1",
+        "samples": {"signal": [{"name": "peak", "files": path, "tree": "events", "mass": 91,
+                                "selection": "abs(M - 91) < 10"}],
+                    "background": [{"name": "side", "files": path, "tree": "events",
+                                    "selection": "abs(M - 91) >= 10"}]},
+        "features": ["pt1", "eta1"],
+        "spectators": ["Type"],
+    }
+    cfg = load_config(write_config(tmp_path / "z.yaml", raw))
+    ingest.ingest(cfg)
+    table, _ = ingest.load_events(cfg)
+    with uproot.open(path) as f:
+        a = f["events"].arrays(["Type", "M"], library="np")
+    peak = np.abs(a["M"] - 91) < 10
+    assert table["Type"].tolist() == [*a["Type"][peak], *a["Type"][~peak]]
