@@ -384,7 +384,7 @@ def _read(cfg: Config, plan: _Plan, code: int, spectators: list[str], dictionary
             f"loosen the selection ({plan.selection}) or check the files"
         )
     masses = {p.mass if p.mass is not None else plan.sample.mass for p in plan.parts}
-    train = cfg.trained_sample(plan.name) if plan.label else True
+    train = plan.sample.train if plan.label else True
     return SampleSummary(plan.name, plan.label, masses.pop() if len(masses) == 1 else None, train,
                          read, selected, weighted, plan.sum_weights, non_finite)
 
