@@ -188,12 +188,15 @@ def test_toy_objects_config_trains_from_jagged_branches(tmp_path) -> None:
         s["files"] = str(data / "background.root")
     raw["training"].update(epochs=2, patience=2, batch_size=256)
     path = write_config(tmp_path / "objects.yaml", raw)
-    res = CliRunner().invoke(main, ["run", str(path)], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
+    for verb in ("generate", "ingest", "train"):
+        res = CliRunner().invoke(main, [verb, str(path)], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
     cfg = load_config(path)
     events, _ = ingest.load_events(cfg)
     np.testing.assert_array_equal(events["lead_jet_pt"], events["Jet0CorrTLV"])
     np.testing.assert_allclose(events["jet_ht"], events["sTNoMet"], rtol=1e-4)
     np.testing.assert_array_equal(events["n_btag"], events["Btag"])
-    rows = json.loads((cfg.run_dir / "summary.json").read_text())
-    assert sorted(r["mass"] for r in rows) == [500, 750, 1000]
+    assert sorted(events.loc[events.label == 1, "mass"].unique()) == [500, 750, 1000]
+    meta = json.loads((cfg.run_dir / "model" / "metadata.json").read_text())
+    assert meta["features"] == ["FourBodyMass", "lead_jet_pt", "jet_ht", "sT", "n_btag"]
+    assert meta["masses"] == [500, 1000]  # the off-grid sample stays out of training
