@@ -337,8 +337,10 @@ def ingest(cfg: Config, shard: tuple[int, int] | None = None) -> IngestResult:
                 summaries = [_read(cfg, plan, code, spectators, dictionary, write,
                                    require_events=shard is None)
                              for code, plan in enumerate(plans)]
-                if not writer:
+                if not writer and shard is None:
                     raise PnnError("no event passes the selections: loosen them")
+                if not writer:  # a shard whose trees keep nothing: an empty table
+                    pq.write_table(pa.table({"weight": pa.array([], pa.float64())}), tmp)
             finally:
                 for w in writer:
                     w.close()
@@ -420,7 +422,11 @@ def load_events(cfg: Config) -> tuple[pd.DataFrame, dict]:
         raise PnnError(f"events table '{path}' not found: run 'pnn ingest' first")
     tables = [pd.read_parquet(p) for p in shards]
     metas = [json.loads(p.with_suffix(".json").read_text()) for p in shards]
-    events = pd.concat(tables, ignore_index=True)
+    if not any(m["events"] for m in metas):
+        raise PnnError(f"the shards in '{cfg.run_dir / SHARD_DIR}' hold no event: loosen the "
+                       "selections")
+    events = pd.concat([t for t, m in zip(tables, metas, strict=True) if m["events"]],
+                       ignore_index=True)
     events["sample"] = events["sample"].astype(str).astype("category")
     meta = dict(metas[0])
     meta.pop("shard", None)

@@ -419,3 +419,14 @@ def test_shards_together_equal_one_ingest_and_keep_whole_sample_normalisation(tm
         n: int((expect["sample"] == n).sum()) for n in expect["sample"].cat.categories}
     bad = runner.invoke(main, ["ingest", str(sharded_path), "--shard", "3/3"])
     assert bad.exit_code == 2 and "0 <= I < N" in bad.output
+
+
+def test_more_shards_than_trees_leaves_empty_shards_that_load_fine(tmp_path) -> None:
+    _toy_files(tmp_path)
+    cfg = _toy_cfg(tmp_path, [{"name": "X500", "files": str(tmp_path / "nt" / "signal.root"),
+                               "tree": "Xtohh500", "mass": 500}], name="many")
+    counts = [ingest.ingest(cfg, (i, 4)).events for i in range(4)]  # two trees, four shards
+    assert counts[0] == 300 and counts[1] > 0 and counts[2:] == [0, 0]
+    events, meta = ingest.load_events(cfg)
+    assert len(events) == meta["events"] == sum(counts)
+    assert events["label"].dtype == np.int8 and set(events["sample"]) == {"X500", "ttbar"}
