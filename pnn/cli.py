@@ -57,9 +57,10 @@ def _stage(func: Callable[..., Any]) -> Callable[..., Any]:
 def main(verbose: int, quiet: bool) -> None:
     """Parametrised neural networks for resonance searches.
 
-    Stages, in order: generate (toy ntuples) -> ingest -> train -> evaluate -> report,
-    then 'study' for the physics validation. 'run' runs the stages. Every verb takes the
-    YAML config as its argument.
+    Stages, in order: generate (toy ntuples) -> ingest -> train -> evaluate -> report;
+    'run' runs them all. Then 'export' writes ONNX models, 'apply' writes scores back into
+    ntuples and 'study' validates the physics. Every verb takes the YAML config as its
+    argument.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s",
@@ -68,22 +69,34 @@ def main(verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-def do_generate(cfg: Config) -> None:
+def do_generate(cfg: Config, objects: bool = False) -> None:
     from pnn import toy
 
     gen = cfg.generate
     if gen is None:
         raise PnnError("the config has no 'generate' section: add one to make toy ntuples")
     paths = toy.write(gen.output, gen.masses + gen.offgrid_masses, gen.signal_events,
-                      gen.background_events, gen.luminosity, cfg.seed)
+                      gen.background_events, gen.luminosity, cfg.seed, objects or gen.objects)
     click.echo(f"wrote {paths['signal']} and {paths['background']}")
 
 
-def do_ingest(cfg: Config) -> None:
+def do_ingest(cfg: Config, shard: tuple[int, int] | None = None) -> None:
     from pnn import ingest
 
-    res = ingest.ingest(cfg)
+    res = ingest.ingest(cfg, shard)
     click.echo(f"wrote {res.events} events from {len(res.samples)} samples to {res.path}")
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        index, count = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise PnnError(f"--shard '{value}': write it as I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise PnnError(f"--shard '{value}': need 0 <= I < N")
+    return index, count
 
 
 def do_train(cfg: Config, folds: tuple[int, ...] = ()) -> None:
@@ -128,19 +141,23 @@ def do_export(cfg: Config) -> None:
 @main.command()
 @config_arg
 @output_opt
+@click.option("--objects", is_flag=True,
+              help="Also write NanoAOD-like jagged jets: nJet, Jet_pt[], Jet_eta[], Jet_phi[], Jet_btag[].")
 @_stage
-def generate(config: str, output_dir: str | None) -> None:
+def generate(config: str, output_dir: str | None, objects: bool) -> None:
     """Write the embedded toy ntuples (one tree per mass point and per background)."""
-    do_generate(_load(config, output_dir))
+    do_generate(_load(config, output_dir), objects)
 
 
 @main.command()
 @config_arg
 @output_opt
+@click.option("--shard", default=None, metavar="I/N",
+              help="Read only share I of N of the trees, into events.d/shard-I-of-N.parquet.")
 @_stage
-def ingest(config: str, output_dir: str | None) -> None:
-    """Read the samples' trees into one events table (Parquet)."""
-    do_ingest(_load(config, output_dir))
+def ingest(config: str, output_dir: str | None, shard: str | None) -> None:
+    """Read the samples' trees into one events table (Parquet), or one shard of it."""
+    do_ingest(_load(config, output_dir), _shard(shard))
 
 
 @main.command()
@@ -269,6 +286,31 @@ def study_importance(config: str, output_dir: str | None) -> None:
 def study_all(config: str, output_dir: str | None, jobs: int | None) -> None:
     """Every study, then study.md with one table per study and its conclusions."""
     _run_study(config, output_dir, "all", jobs)
+
+
+@main.command()
+@config_arg
+@click.option("--input", "-i", "inputs", multiple=True, required=True, metavar="FILE",
+              help="ROOT file or glob to score (repeatable).")
+@click.option("--mass", "masses", type=float, multiple=True,
+              help="Mass hypothesis in GeV (repeatable). Default: every trained mass.")
+@click.option("--tree", "trees", multiple=True,
+              help="Tree to score (repeatable). Default: every tree with the needed branches.")
+@click.option("--output-dir", "-o", default=None, metavar="DIR",
+              help="Where the <input>_pnn.root files go. Default: <run dir>/apply.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@_stage
+def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees: tuple[str, ...],
+          output_dir: str | None, force: bool) -> None:
+    """Write per-mass scores as friend trees entry-aligned with the input ntuples."""
+    from pnn import apply as pnn_apply
+
+    cfg = load_config(config)
+    results = pnn_apply.apply(cfg, list(inputs), list(masses) or None, output_dir, force,
+                              list(trees) or None)
+    for r in results:
+        click.echo(f"{r.input} -> {r.output}: " + ", ".join(
+            f"{t} ({n} entries)" for t, n in r.trees.items()))
 
 
 @main.command()

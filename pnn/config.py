@@ -9,8 +9,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,16 +25,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Sample(_Strict):
-    """One tree (or set of files with the same tree) that forms a signal or background sample."""
+class SumWeights(_Strict):
+    """Where the sum of generated weights of a sample comes from (for cross-section scaling)."""
 
-    name: str = Field(description="unique sample name, stored in the events table")
-    files: list[str] = Field(description="ROOT files; shell globs allowed")
-    tree: str = Field(description="TTree name inside every file")
+    branch: str | None = Field(None, description="branch summed over every entry of the sample")
+    tree: str | None = Field(None, description="tree holding that branch; default: the sample's tree")
+    histogram: str | None = Field(None, description="histogram in every file (e.g. a cut flow)")
+    bin: int | None = Field(None, ge=0, description="ROOT bin number of the histogram (1 = first)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SumWeights:
+        if (self.branch is None) == (self.histogram is None):
+            raise ValueError("give exactly one of branch, histogram")
+        if self.histogram is not None and (self.bin is None or self.tree is not None):
+            raise ValueError("a histogram needs 'bin' (ROOT numbering, 1 = first) and no 'tree'")
+        if self.branch is not None and self.bin is not None:
+            raise ValueError("'bin' goes with 'histogram', not with 'branch'")
+        return self
+
+
+class Sample(_Strict):
+    """One or more trees in one or more files that form a signal or background sample."""
+
+    name: str = Field(description="sample name in the events table; '{tree}' or '{file}' in it "
+                                  "makes one sample per tree or file")
+    files: list[str] | dict[str, str] = Field(
+        description="ROOT files (shell globs allowed), or a mapping file (glob) -> tree")
+    tree: str | None = Field(None, description="TTree name inside every file")
+    tree_regex: str | None = Field(None, description="read every TTree whose whole name matches")
     mass: float | None = Field(None, description="signal mass in GeV (constant for the sample)")
     mass_branch: str | None = Field(None, description="branch holding the signal mass in GeV")
+    mass_regex: str | None = Field(
+        None, description="regex whose first group is the mass in GeV, e.g. 'Xtohh(\\d+)'")
+    mass_regex_on: Literal["tree", "file"] = Field("tree", description="what mass_regex reads")
     weight: str | None = Field(None, description="weight expression; default: the global one")
     selection: str | None = Field(None, description="cut ANDed with the global selection")
+    cross_section: float | None = Field(
+        None, gt=0, description="weight x cross_section x luminosity / sum_weights")
+    sum_weights: SumWeights | None = Field(
+        None, description="with cross_section: source of the sum of weights")
+    event_number: str | None = Field(None, description="event-number branch; default: the global one")
     train: bool = Field(True, description="signal only: use this sample in training")
 
     @field_validator("files", mode="before")
@@ -41,18 +72,70 @@ class Sample(_Strict):
     def _one_file(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
-    def resolved_files(self) -> list[str]:
-        """Expand globs; every entry must match at least one existing file."""
-        out: list[str] = []
-        for pattern in self.files:
+    @field_validator("tree_regex", "mass_regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return v
+
+    @model_validator(mode="after")
+    def _trees(self) -> Sample:
+        mapping = isinstance(self.files, dict)
+        given = sum(x is not None for x in (self.tree, self.tree_regex)) + mapping
+        if given != 1:
+            raise ValueError(f"sample '{self.name}': give exactly one of tree, tree_regex, or "
+                             "files as a mapping file -> tree")
+        if self.mass_regex is not None and re.compile(self.mass_regex).groups < 1:
+            raise ValueError(f"sample '{self.name}': mass_regex needs a group, e.g. 'Xtohh(\\d+)'")
+        if (self.cross_section is None) != (self.sum_weights is None):
+            raise ValueError(f"sample '{self.name}': cross_section and sum_weights go together")
+        return self
+
+    def resolved_files(self) -> list[tuple[str, str | None]]:
+        """Expand globs into (file, tree) pairs (tree None: use tree_regex); every entry must
+        match at least one existing file."""
+        pairs = self.files.items() if isinstance(self.files, dict) else [(f, self.tree)
+                                                                          for f in self.files]
+        out: list[tuple[str, str | None]] = []
+        for pattern, tree in pairs:
             matches = sorted(glob.glob(pattern))
             if not matches:
                 raise PnnError(
                     f"sample '{self.name}': no file matches '{pattern}' "
                     "(check the path, or run 'pnn generate' for the toy data)"
                 )
-            out.extend(matches)
+            out.extend((m, tree) for m in matches)
         return out
+
+    def expanded_name(self, tree: str, file: str) -> str:
+        """The sample name of one tree of one file ('{tree}' and '{file}' filled in)."""
+        return self.name.replace("{tree}", tree).replace("{file}", Path(file).stem)
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` in the events table came from this sample."""
+        pattern, seen = "", set()
+        for part in re.split(r"(\{tree\}|\{file\})", self.name):
+            if part in ("{tree}", "{file}"):
+                key = part[1:-1]
+                pattern += f"(?P={key})" if key in seen else f"(?P<{key}>.+)"
+                seen.add(key)
+            else:
+                pattern += re.escape(part)
+        found = re.fullmatch(pattern, name)
+        if found is None:
+            return False
+        tree = found.groupdict().get("tree")
+        if tree is not None and self.tree_regex is not None:
+            return re.fullmatch(self.tree_regex, tree) is not None
+        if tree is not None and self.tree is not None:
+            return tree == self.tree
+        if tree is not None and isinstance(self.files, dict):
+            return tree in self.files.values()
+        return True
 
 
 class Samples(_Strict):
@@ -65,15 +148,17 @@ class Samples(_Strict):
     def _check(self) -> Samples:
         if not self.signal or not self.background:
             raise ValueError("need at least one signal and one background sample")
-        names = [s.name for s in self.signal + self.background]
+        names = [s.name for s in self.signal + self.background
+                 if "{tree}" not in s.name and "{file}" not in s.name]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"sample names must be unique, repeated: {dupes}")
         for s in self.signal:
-            if (s.mass is None) == (s.mass_branch is None):
-                raise ValueError(f"signal sample '{s.name}': give exactly one of mass, mass_branch")
+            if sum(x is not None for x in (s.mass, s.mass_branch, s.mass_regex)) != 1:
+                raise ValueError(f"signal sample '{s.name}': give exactly one of mass, "
+                                 "mass_branch, mass_regex")
         for s in self.background:
-            if s.mass is not None or s.mass_branch is not None:
+            if s.mass is not None or s.mass_branch is not None or s.mass_regex is not None:
                 raise ValueError(f"background sample '{s.name}' cannot have a mass")
         return self
 
@@ -89,6 +174,7 @@ class Generate(_Strict):
     signal_events: int = Field(40_000, gt=0, description="events per signal mass point")
     background_events: int = Field(400_000, gt=0, description="background events in total")
     luminosity: float = Field(140.0, gt=0, description="integrated luminosity, fb^-1")
+    objects: bool = Field(False, description="also write jagged jet branches (nJet, Jet_pt[], ...)")
 
 
 class Preprocessing(_Strict):
@@ -151,6 +237,8 @@ class Study(_Strict):
     importance_repeats: int = Field(3, ge=1, description="permutations per feature and mass")
     bdt_max_iter: int = Field(100, ge=1, description="boosting iterations of the parametric BDT")
     bdt_learning_rate: float = Field(0.1, gt=0, description="learning rate of the parametric BDT")
+class Apply(_Strict):
+    fill: float = Field(-1.0, description="score of events that fail the global selection")
 
 
 class Config(_Strict):
@@ -158,16 +246,25 @@ class Config(_Strict):
     output_dir: str = Field("runs", description="parent of the run directory")
     seed: int = Field(42, description="seed for every random choice")
     samples: Samples
-    features: list[str] = Field(description="branches used as network inputs")
+    features: list[str] = Field(description="network inputs: branches, expressions or aliases")
     spectators: list[str] = Field([], description="branches carried into the table, not trained")
+    aliases: dict[str, str] = Field(
+        {}, description="output name -> branch or expression, usable in features/spectators")
     event_number: str = Field("EventNumber", description="branch with the event number")
     weight: str = Field("weight", description="per-event weight expression")
     selection: str | None = Field(None, description="global cut expression")
+    luminosity: float | None = Field(
+        None, gt=0, description="integrated luminosity for samples with a cross_section")
+    object_fill: float = Field(0.0, description="value of x[k] when an event has no k-th object")
+    non_finite: Literal["error", "drop", "fill"] = Field(
+        "error", description="NaN/inf in a feature: fail naming it, drop the event, or fill")
+    non_finite_fill: float = Field(0.0, description="value that replaces NaN/inf with 'fill'")
     generate: Generate | None = None
     preprocessing: Preprocessing = Preprocessing()
     training: Training = Training()
     evaluation: Evaluation = Evaluation()
     study: Study = Study()
+    apply: Apply = Apply()
 
     @field_validator("features")
     @classmethod
@@ -177,6 +274,21 @@ class Config(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("features must not repeat")
         return v
+
+    @model_validator(mode="after")
+    def _normalisation(self) -> Config:
+        scaled = [s.name for s in self.samples.signal + self.samples.background if s.cross_section]
+        if scaled and self.luminosity is None:
+            raise ValueError(f"sample '{scaled[0]}' has a cross_section: set 'luminosity' too")
+        return self
+
+    def expression(self, name: str) -> str:
+        """The branch or expression behind a feature or spectator name (its alias resolved)."""
+        return self.aliases.get(name, name)
+
+    def trained_sample(self, name: str) -> bool:
+        """Whether events of sample ``name`` (as in the events table) enter training."""
+        return any(s.owns(name) and s.train for s in self.samples.signal)
 
     @property
     def run_dir(self) -> Path:
@@ -236,7 +348,7 @@ def _describe(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]
         ann = info.annotation
         sub = next((a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type)
                     and issubclass(a, BaseModel)), None)
-        if sub is not None and name not in ("signal", "background"):
+        if sub is not None and name not in ("signal", "background", "sum_weights"):
             rows.append((key, "", info.description or f"section, see {key}.*"))
             rows.extend(_describe(sub, key + "."))
             continue
@@ -249,6 +361,7 @@ def reference_markdown() -> str:
     """Markdown table of every config key, its default and its meaning (for the README)."""
     rows = _describe(Config, "")
     rows += [(f"samples.*[].{k}", d, m) for k, d, m in _describe(Sample, "")]
+    rows += [(f"samples.*[].sum_weights.{k}", d, m) for k, d, m in _describe(SumWeights, "")]
     lines = ["| key | default | meaning |", "|---|---|---|"]
     lines += [f"| `{k}` | {('`' + d + '`') if d and d != 'required' else d} | {m} |" for k, d, m in rows]
     return "\n".join(lines)

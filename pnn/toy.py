@@ -213,6 +213,46 @@ def generate_background(
     return out
 
 
+JET_BTAG_CUT = 0.5
+
+
+def add_objects(rng: np.random.Generator, events: dict[str, np.ndarray]) -> dict:
+    """NanoAOD-like jets consistent with the flat branches, as an awkward record ``Jet``.
+
+    Jet 0 carries ``Jet0CorrTLV``; the other jets share ``sTNoMet - Jet0CorrTLV`` (at least
+    one of them, about one per leading-jet pT of it), so ``sum(Jet_pt) == sTNoMet``. Exactly
+    ``Btag`` jets have ``Jet_btag`` above 0.5. Written as ``nJet``, ``Jet_pt[]``,
+    ``Jet_eta[]``, ``Jet_phi[]``, ``Jet_btag[]``.
+    """
+    import awkward as ak
+
+    lead = np.asarray(events["Jet0CorrTLV"], dtype=np.float64)
+    rest = np.clip(np.asarray(events["sTNoMet"], dtype=np.float64) - lead, 0, None)
+    n = len(lead)
+    n_sub = np.maximum(1, np.ceil(rest / np.maximum(lead, 1.0))).astype(np.int64)
+    n_sub += rng.integers(0, 2, n)
+    counts = n_sub + 1
+    total = int(counts.sum())
+    starts = np.cumsum(counts) - counts
+    # Shares of the remainder: exponential draws normalised per event (a Dirichlet(1) split).
+    draws = rng.exponential(1.0, total)
+    draws[starts] = 0.0
+    per_event = np.add.reduceat(draws, starts)
+    pt = draws / np.repeat(per_event, counts) * np.repeat(rest, counts)
+    pt[starts] = lead
+    nb = np.asarray(events["Btag"]).astype(np.int64)
+    rank = np.arange(total) - np.repeat(starts, counts)
+    tagged = rank < np.repeat(nb, counts)
+    btag = np.where(tagged, rng.uniform(0.6, 1.0, total), rng.uniform(0.0, 0.4, total))
+    jets = ak.zip({
+        "pt": ak.unflatten(pt.astype(np.float32), counts),
+        "eta": ak.unflatten(rng.normal(0.0, 1.5, total).astype(np.float32), counts),
+        "phi": ak.unflatten(rng.uniform(-np.pi, np.pi, total).astype(np.float32), counts),
+        "btag": ak.unflatten(btag.astype(np.float32), counts),
+    })
+    return {**events, "Jet": jets}
+
+
 def signal_tree_name(mass: float) -> str:
     """Tree name of a signal mass point, as in the reference analysis (``Xtohh1000``)."""
     return f"Xtohh{mass:g}"
@@ -250,13 +290,20 @@ MANIFEST = "toy.json"
 
 
 def write(output: str | Path, masses: list[float], signal_events: int, background_events: int,
-          luminosity: float, seed: int) -> dict[str, Path]:
+          luminosity: float, seed: int, objects: bool = False) -> dict[str, Path]:
     """Generate the toy and write ``signal.root`` and ``background.root`` into ``output``.
+
+    With ``objects`` every tree also gets jagged jet branches (:func:`add_objects`), drawn
+    from their own generator so the flat branches stay the same.
 
     A ``toy.json`` manifest beside them tells later stages that the exact likelihood ratio
     is available for these samples.
     """
     signal, background = generate(masses, signal_events, background_events, luminosity, seed)
+    if objects:
+        for j, trees in enumerate((signal, background)):
+            for i, name in enumerate(list(trees)):
+                trees[name] = add_objects(np.random.default_rng([seed, 3, j, i]), trees[name])
     out = Path(output)
     paths = {"signal": out / "signal.root", "background": out / "background.root"}
     ntuple.write_trees(paths["signal"], signal)
@@ -264,7 +311,7 @@ def write(output: str | Path, masses: list[float], signal_events: int, backgroun
     write_json(out / MANIFEST, {
         "generator": "pnn.toy", "seed": seed, "luminosity_fb": luminosity,
         "masses": sorted(masses), "signal_events": signal_events,
-        "background_events": background_events,
+        "background_events": background_events, "objects": objects,
         "signal_trees": list(signal), "background_trees": list(background),
     })
     return paths

@@ -77,9 +77,10 @@ def training_events(cfg: Config, events: pd.DataFrame,
                     signal_masses: tuple[float, ...] | None = None) -> pd.DataFrame:
     """Background plus the signal samples flagged ``train`` (off-grid masses stay out),
     optionally only the signal at ``signal_masses``."""
-    trained = {s.name for s in cfg.samples.signal if s.train}
+    names = events["sample"].astype(str)
+    trained = [n for n in names.unique() if cfg.trained_sample(n)]
     is_bkg = events["label"].to_numpy() == 0
-    keep = events["sample"].astype(str).isin(trained).to_numpy()
+    keep = names.isin(trained).to_numpy()
     if signal_masses is not None:
         mass = events["mass"].to_numpy()
         keep &= np.logical_or.reduce([mass_mask(mass, m) for m in signal_masses])

@@ -3,7 +3,12 @@
 * one training epoch of pnn (background masses redrawn, shuffled, weighted fit) against a
   bare ``model.fit`` of the same Keras model on the same in-memory arrays;
 * ``pnn ingest`` (events per second) against a bare ``uproot.concatenate`` of the same
-  branches.
+  branches;
+* ``pnn ingest`` of jagged-reduced features (``Jet_pt[0]``, ``sum(Jet_pt)``, ...) against bare
+  uproot + awkward doing the same reductions, once reading only and once also writing the
+  same Parquet table;
+* ``pnn apply`` (friend trees for every trained mass) against a bare loop: uproot read ->
+  scale -> ``model.predict`` -> uproot write, over the same file, model and masses.
 
 Each comparison alternates the two contenders ``--repeat`` times and compares medians, so
 machine load affects both alike. A ratio of 1 means pnn is as fast as the bare library.
@@ -20,10 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import awkward as ak
+import keras
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import uproot
 import yaml
 
+from pnn import apply as pnn_apply
 from pnn import ingest, toy
 from pnn import model as pnn_model
 from pnn import train as pnn_train
@@ -62,7 +72,7 @@ def bench_ingest(cfg, repeat: int) -> dict:
 
     def bare():
         for s in samples:
-            uproot.concatenate({f: s.tree for f in s.resolved_files()}, branches, library="np")
+            uproot.concatenate(dict(s.resolved_files()), branches, library="np")
 
     pnn_times, bare_times, n = [], [], 0
     for _ in range(repeat):
@@ -106,6 +116,102 @@ def bench_epoch(cfg, repeat: int) -> dict:
     return {"events": len(train), "pnn_s": p, "bare_s": b, "ratio": b / p}
 
 
+JAGGED = {"lead_jet_pt": "Jet_pt[0]", "sublead_jet_pt": "Jet_pt[1]", "jet_ht": "sum(Jet_pt)",
+          "n_btag": "sum(Jet_btag > 0.5)", "n_jets": "count(Jet_pt)"}
+
+
+def bench_jagged_ingest(cfg, repeat: int) -> dict:
+    """pnn ingest of jagged reductions against bare uproot + awkward doing the same."""
+    jcfg = cfg.model_copy(update={"name": "bench_jagged", "aliases": JAGGED,
+                                  "features": ["FourBodyMass", "sT", *JAGGED]})
+    samples = [*cfg.samples.signal, *cfg.samples.background]
+    branches = ["FourBodyMass", "sT", "Jet_pt", "Jet_btag", "weight", "EventNumber"]
+
+    def bare(write: bool, out: Path):
+        writer = None
+        for s in samples:
+            for f, tree in s.resolved_files():
+                for a in uproot.iterate({f: tree}, branches, step_size="16 MB", library="ak"):
+                    pt = a["Jet_pt"]
+                    padded = ak.pad_none(pt, 2, axis=1)
+                    cols = {
+                        "FourBodyMass": ak.to_numpy(a["FourBodyMass"]),
+                        "sT": ak.to_numpy(a["sT"]),
+                        "lead_jet_pt": ak.to_numpy(ak.fill_none(padded[:, 0], 0.0)),
+                        "sublead_jet_pt": ak.to_numpy(ak.fill_none(padded[:, 1], 0.0)),
+                        "jet_ht": ak.to_numpy(ak.sum(pt, axis=1)),
+                        "n_btag": ak.to_numpy(ak.sum(a["Jet_btag"] > 0.5, axis=1)),
+                        "n_jets": ak.to_numpy(ak.num(pt, axis=1)),
+                        "weight": ak.to_numpy(a["weight"]),
+                        "event_number": ak.to_numpy(a["EventNumber"]).astype(np.int64),
+                    }
+                    if write:
+                        table = pa.table(cols)
+                        if writer is None:
+                            writer = pq.ParquetWriter(out, table.schema, compression="lz4",
+                                                      use_dictionary=False, write_statistics=False)
+                        writer.write_table(table)
+        if writer is not None:
+            writer.close()
+
+    out = cfg.run_dir / "bare.parquet"
+    pnn_times, read_times, write_times, n = [], [], [], 0
+    for _ in range(repeat):
+        read_times.append(_time(lambda: bare(False, out)))
+        write_times.append(_time(lambda: bare(True, out)))
+        start = time.perf_counter()
+        n = ingest.ingest(jcfg).events
+        pnn_times.append(time.perf_counter() - start)
+    p = statistics.median(pnn_times)
+    r, w = statistics.median(read_times), statistics.median(write_times)
+    return {"events": n, "pnn_events_per_s": n / p, "bare_read_events_per_s": n / r,
+            "bare_write_events_per_s": n / w, "ratio_read": r / p, "ratio_write": w / p}
+
+
+def bench_apply(cfg, repeat: int) -> dict:
+    """pnn apply against a bare read -> predict -> write loop over the same background file."""
+    models = pnn_model.FoldModels.load(cfg.run_dir)
+    masses = models.trained_masses
+    features = models.features
+    path = str(Path(cfg.samples.background[0].resolved_files()[0][0]))
+    trees = [s.tree for s in cfg.samples.background]
+    out_dir = cfg.run_dir / "bench_apply"
+    bare_out = cfg.run_dir / "bare_friend.root"
+    mdir = pnn_model.model_dir(cfg.run_dir)
+
+    def bare():
+        nets = [keras.saving.load_model(mdir / f"fold{i}.keras", compile=False)
+                for i in range(models.k)]
+        with uproot.recreate(bare_out) as fout:
+            for tree in trees:
+                t = None
+                for a in uproot.iterate({path: tree}, [*features, "EventNumber"],
+                                        step_size=pnn_apply.CHUNK_ENTRIES, library="np"):
+                    X = np.column_stack([a[f] for f in features])
+                    fold = a["EventNumber"].astype(np.int64) % models.k
+                    cols = {"EventNumber": a["EventNumber"]}
+                    for m in masses:
+                        score = np.empty(len(X), dtype=np.float32)
+                        for i, net in enumerate(nets):
+                            sel = fold == i
+                            x = models.scalers[i].transform(X[sel], m)
+                            score[sel] = net.predict(x, batch_size=pnn_model.PREDICT_BATCH,
+                                                     verbose=0).ravel()
+                        cols[f"pnn_score_m{m:g}"] = score
+                    if t is None:
+                        t = fout.mktree(tree, {k: v.dtype for k, v in cols.items()})
+                    t.extend(cols)
+
+    n = sum(uproot.open(path)[t].num_entries for t in trees)
+    pnn_times, bare_times = [], []
+    for _ in range(repeat):
+        bare_times.append(_time(bare))
+        pnn_times.append(_time(lambda: pnn_apply.apply(cfg, [path], None, out_dir, True)))
+    p, b = statistics.median(pnn_times), statistics.median(bare_times)
+    return {"events": n, "masses": len(masses), "pnn_events_per_s": n / p,
+            "bare_events_per_s": n / b, "ratio": b / p}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events-per-mass", type=int, default=40_000)
@@ -117,7 +223,8 @@ def main() -> None:
         masses = [500.0, 750.0, 1000.0, 1250.0, 1500.0]
         cfg = load_config(_config(Path(tmp), masses, args.events_per_mass, args.background))
         g = cfg.generate
-        toy.write(g.output, g.masses, g.signal_events, g.background_events, g.luminosity, cfg.seed)
+        toy.write(g.output, g.masses, g.signal_events, g.background_events, g.luminosity, cfg.seed,
+                  objects=True)
         ing = bench_ingest(cfg, args.repeat)
         print(f"ingest  : {ing['events']} events, pnn {ing['pnn_events_per_s']:,.0f} ev/s, "
               f"bare uproot.concatenate {ing['bare_events_per_s']:,.0f} ev/s, "
@@ -125,6 +232,18 @@ def main() -> None:
         ep = bench_epoch(cfg, args.repeat)
         print(f"epoch   : {ep['events']} events, pnn {ep['pnn_s']:.2f} s, bare model.fit "
               f"{ep['bare_s']:.2f} s, ratio {ep['ratio']:.2f}")
+        jag = bench_jagged_ingest(cfg, args.repeat)
+        print(f"jagged  : {jag['events']} events, pnn {jag['pnn_events_per_s']:,.0f} ev/s, "
+              f"bare uproot+awkward read+reduce {jag['bare_read_events_per_s']:,.0f} ev/s "
+              f"(ratio {jag['ratio_read']:.2f}), read+reduce+write Parquet "
+              f"{jag['bare_write_events_per_s']:,.0f} ev/s (ratio {jag['ratio_write']:.2f})")
+        events, _ = ingest.load_events(cfg)
+        pnn_train.train(cfg.model_copy(update={"training": cfg.training.model_copy(
+            update={"epochs": 1})}), events)
+        ap = bench_apply(cfg, args.repeat)
+        print(f"apply   : {ap['events']} events x {ap['masses']} masses, pnn "
+              f"{ap['pnn_events_per_s']:,.0f} ev/s, bare read->predict->write "
+              f"{ap['bare_events_per_s']:,.0f} ev/s, ratio {ap['ratio']:.2f}")
 
 
 if __name__ == "__main__":

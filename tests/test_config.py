@@ -68,3 +68,30 @@ def test_demo_config_is_valid() -> None:
     cfg = load_config(Path(__file__).parents[1] / "configs" / "demo.yaml")
     assert cfg.signal_masses(trained_only=True) == [500, 750, 1000, 1250, 1500]
     assert cfg.signal_masses() == [500, 625, 750, 875, 1000, 1125, 1250, 1375, 1500]
+
+
+def test_templated_sample_names_and_training_flags(tmp_path) -> None:
+    from pnn.config import Sample
+
+    on = Sample(name="{tree}", files=["s.root"], tree_regex="Xtohh(500|1000)",
+                mass_regex=r"Xtohh(\d+)")
+    off = Sample(name="{tree}", files=["s.root"], tree_regex="Xtohh750",
+                 mass_regex=r"Xtohh(\d+)", train=False)
+    assert on.owns("Xtohh500") and not on.owns("Xtohh750") and off.owns("Xtohh750")
+    assert on.expanded_name("Xtohh1000", "dir/s.root") == "Xtohh1000"
+    assert Sample(name="bkg_{file}", files={"a.root": "t"}).expanded_name("t", "x/a.root") == "bkg_a"
+
+
+@pytest.mark.parametrize(("sample", "message"), [
+    ({"tree": "t", "tree_regex": "t.*"}, "exactly one of tree, tree_regex"),
+    ({"tree": "t", "mass_regex": "m"}, "mass_regex needs a group"),
+    ({"tree": "t", "tree_regex": None, "mass_regex": "(["}, "not a valid regular expression"),
+    ({"tree": "t", "cross_section": 1.0}, "cross_section and sum_weights go together"),
+])
+def test_bad_sample_keys(sample, message) -> None:
+    from pydantic import ValidationError
+
+    from pnn.config import Sample
+
+    with pytest.raises(ValidationError, match=message):
+        Sample(name="s", files=["f.root"], **{k: v for k, v in sample.items() if v is not None})

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from pnn.config import load_config
 
 from .conftest import toy_config, write_config
 
+ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"mass", "trained", "auc", "auc_optimal", "auc_window", "z", "z_optimal", "z_window",
         "bkg_eff_sig80", "bkg_eff_sig95"}
 
@@ -166,3 +168,35 @@ def test_interrupted_ingest_leaves_no_table(small_toy, monkeypatch) -> None:
     assert len(calls) == 3
     run_dir = load_config(small_toy).run_dir
     assert not list(run_dir.glob("*.parquet")) and not list(run_dir.glob(".*tmp*"))
+
+
+def test_toy_objects_config_trains_from_jagged_branches(tmp_path) -> None:
+    import yaml
+
+    from pnn import ingest
+
+    raw = yaml.safe_load((ROOT / "configs" / "toy_objects.yaml").read_text())
+    data = tmp_path / "ntuples"
+    raw["output_dir"] = str(tmp_path / "runs")
+    raw["generate"].update(output=str(data), masses=[500, 1000], offgrid_masses=[750],
+                           signal_events=600, background_events=6000)
+    raw["samples"]["signal"] = [
+        {**s, "files": str(data / "signal.root"),
+         "tree_regex": "Xtohh(500|1000)" if s.get("train", True) else "Xtohh750"}
+        for s in raw["samples"]["signal"]]
+    for s in raw["samples"]["background"]:
+        s["files"] = str(data / "background.root")
+    raw["training"].update(epochs=2, patience=2, batch_size=256)
+    path = write_config(tmp_path / "objects.yaml", raw)
+    for verb in ("generate", "ingest", "train"):
+        res = CliRunner().invoke(main, [verb, str(path)], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+    cfg = load_config(path)
+    events, _ = ingest.load_events(cfg)
+    np.testing.assert_array_equal(events["lead_jet_pt"], events["Jet0CorrTLV"])
+    np.testing.assert_allclose(events["jet_ht"], events["sTNoMet"], rtol=1e-4)
+    np.testing.assert_array_equal(events["n_btag"], events["Btag"])
+    assert sorted(events.loc[events.label == 1, "mass"].unique()) == [500, 750, 1000]
+    meta = json.loads((cfg.run_dir / "model" / "metadata.json").read_text())
+    assert meta["features"] == ["FourBodyMass", "lead_jet_pt", "jet_ht", "sT", "n_btag"]
+    assert meta["masses"] == [500, 1000]  # the off-grid sample stays out of training

@@ -107,8 +107,8 @@ def test_large_samples_are_read_in_chunks_into_one_table(tmp_path, monkeypatch) 
     real = ntuple.iterate
     chunks = []
 
-    def counting(trees, branches, step_size=300):
-        for c in real(trees, branches, step_size=300):
+    def counting(trees, branches, step_size=300, **kw):
+        for c in real(trees, branches, step_size=300, **kw):
             chunks.append(len(c["pt"]))
             yield c
 
@@ -169,3 +169,264 @@ def test_shared_real_file_with_expressions(shared_testdata, tmp_path) -> None:
     expect = np.concatenate([derived[on], derived[~on]])
     np.testing.assert_allclose(table["sqrt(px1**2 + py1**2)"], expect, rtol=1e-6)
     np.testing.assert_array_equal(table["event_number"], np.r_[a["Event"][on], a["Event"][~on]])
+
+
+def _toy_files(tmp_path):
+    from pnn import toy
+
+    toy.write(tmp_path / "nt", [500.0, 750.0, 1000.0], 300, 2000, 140.0, 3)
+    return tmp_path / "nt"
+
+
+def _toy_cfg(tmp_path, signal, name="regex", **extra):
+    data = tmp_path / "nt"
+    raw = {
+        "name": name, "output_dir": str(tmp_path / "runs"),
+        "samples": {"signal": signal,
+                    "background": [{"name": "ttbar", "files": str(data / "background.root"),
+                                    "tree": "ttbar"}]},
+        "features": ["FourBodyMass", "sT"],
+        **extra,
+    }
+    return load_config(write_config(tmp_path / f"{name}.yaml", raw))
+
+
+def test_tree_regex_gives_the_same_table_as_trees_listed_by_hand(tmp_path) -> None:
+    data = _toy_files(tmp_path)
+    sig = str(data / "signal.root")
+    by_hand = _toy_cfg(tmp_path, [
+        {"name": f"Xtohh{m}", "files": sig, "tree": f"Xtohh{m}", "mass": m}
+        for m in (500, 750, 1000)], name="hand")
+    by_regex = _toy_cfg(tmp_path, [
+        {"name": "{tree}", "files": [sig], "tree_regex": r"Xtohh\d+", "mass_regex": r"Xtohh(\d+)"}])
+    ingest.ingest(by_hand)
+    ingest.ingest(by_regex)
+    hand, _ = ingest.load_events(by_hand)
+    regex, meta = ingest.load_events(by_regex)
+    assert len(hand) == 300 * 3 + (hand.label == 0).sum()
+    pd.testing.assert_frame_equal(hand, regex)
+    assert [s["mass"] for s in meta["samples"][:3]] == [500, 750, 1000]
+
+
+def test_files_to_trees_mapping_and_mass_from_the_file_name(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    for m in (300, 600):
+        ntuple.write_trees(tmp_path / f"signal_m{m}.root", {"nominal": {
+            "EventNumber": np.arange(50, dtype=np.int64), "x": rng.normal(size=50), "w": np.ones(50)}})
+    ntuple.write_trees(tmp_path / "bkg.root", {"b1": {
+        "evt": np.arange(80, dtype=np.int64), "x": rng.normal(size=80), "w": np.ones(80)}})
+    raw = {
+        "name": "map", "output_dir": str(tmp_path / "runs"), "weight": "w",
+        "samples": {
+            "signal": [{"name": "sig", "files": str(tmp_path / "signal_m*.root"), "tree": "nominal",
+                        "mass_regex": r"_m(\d+)\.root", "mass_regex_on": "file"}],
+            "background": [{"name": "bkg", "files": {str(tmp_path / "bkg.root"): "b1"},
+                            "event_number": "evt"}],
+        },
+        "features": ["x"],
+    }
+    cfg = load_config(write_config(tmp_path / "m.yaml", raw))
+    ingest.ingest(cfg)
+    table, _ = ingest.load_events(cfg)
+    assert sorted(table.loc[table.label == 1, "mass"].unique()) == [300, 600]
+    assert (table.label == 1).sum() == 100
+    np.testing.assert_array_equal(table.loc[table.label == 0, "event_number"], np.arange(80))
+
+
+@pytest.mark.parametrize("source", ["branch", "other_tree", "histogram"])
+def test_cross_section_normalises_by_the_sum_of_weights(tmp_path, source) -> None:
+    _make_files(tmp_path)
+    part = tmp_path / "bkg_part1.root"
+    with uproot.update(part) as out:
+        out["cutflow"] = (np.array([10.0, 3000.0, 5.0]), np.array([0.0, 1.0, 2.0, 3.0]))
+        out.mktree("sumw", {"genw": np.float64}).extend({"genw": np.full(4, 500.0)})
+    sw = {"branch": {"branch": "w"}, "other_tree": {"branch": "genw", "tree": "sumw"},
+          "histogram": {"histogram": "cutflow", "bin": 2}}[source]
+    raw = _config(tmp_path, luminosity=10.0).model_dump(exclude_defaults=True)
+    raw["samples"]["background"][0].update(files=[str(part)], cross_section=3.0, sum_weights=sw)
+    cfg = load_config(write_config(tmp_path / "x.yaml", raw))
+    ingest.ingest(cfg)
+    table, meta = ingest.load_events(cfg)
+    with uproot.open(part) as f:
+        a = f["nominal"].arrays(["w", "pt", "eta"], library="np")
+    keep = (np.abs(a["eta"]) < 2.5) & (a["pt"] > 10)
+    total = {"branch": a["w"].sum(), "other_tree": 2000.0, "histogram": 3000.0}[source]
+    b = table[table.label == 0]
+    np.testing.assert_allclose(b["weight"], a["w"][keep] * 3.0 * 10.0 / total)
+    assert meta["samples"][1]["sum_weights"] == pytest.approx(total)
+
+
+def _typed_file(path, n, seed):
+    import awkward as ak
+
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 4, n)
+    jets = ak.unflatten(rng.exponential(50, counts.sum()).astype(np.float32), counts)
+    cols = {f"i{np.dtype(t).itemsize * 8}{'u' if np.dtype(t).kind == 'u' else ''}":
+            rng.integers(0, 100, n).astype(t)
+            for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+                      np.uint64)}
+    cols.update(f32=rng.normal(size=n).astype(np.float32), f64=rng.normal(size=n),
+                flag=rng.random(n) < 0.5, fixed=rng.normal(size=(n, 3)).astype(np.float32),
+                EventNumber=np.arange(n, dtype=np.int64), Jet_pt=jets)
+    with uproot.recreate(path) as f:
+        f.mktree("t", {k: (v.type if k == "Jet_pt" else v.dtype if v.ndim == 1
+                           else (v.dtype, v.shape[1:])) for k, v in cols.items()})
+        f["t"].extend(cols)
+    return cols
+
+
+def test_every_branch_type_and_jagged_reductions(tmp_path) -> None:
+    import awkward as ak
+
+    sig = _typed_file(tmp_path / "s.root", 400, 1)
+    _typed_file(tmp_path / "b.root", 300, 2)
+    ints = [k for k in sig if k.startswith("i")]
+    raw = {
+        "name": "types", "output_dir": str(tmp_path / "runs"), "weight": "1",
+        "samples": {"signal": [{"name": "s", "files": str(tmp_path / "s.root"), "tree": "t",
+                                "mass": 1.0}],
+                    "background": [{"name": "b", "files": str(tmp_path / "b.root"), "tree": "t"}]},
+        "features": [*ints, "f32", "f64", "flag", "fixed[2]", "lead", "count(Jet_pt)",
+                     "sum(Jet_pt)", "ht_central"],
+        "aliases": {"lead": "Jet_pt[0]", "ht_central": "sum(Jet_pt * (Jet_pt > 20))"},
+        "object_fill": -1.0,
+        "selection": "count(Jet_pt) < 3",
+    }
+    cfg = load_config(write_config(tmp_path / "t.yaml", raw))
+    ingest.ingest(cfg)
+    table, _ = ingest.load_events(cfg)
+    s = table[table.label == 1]
+    keep = ak.to_numpy(ak.num(sig["Jet_pt"])) < 3
+    assert len(s) == keep.sum()
+    for name in ints:
+        np.testing.assert_array_equal(s[name], sig[name][keep].astype(np.float32))
+    np.testing.assert_array_equal(s["flag"], sig["flag"][keep])
+    np.testing.assert_array_equal(s["fixed[2]"], sig["fixed"][keep, 2])
+    lead = ak.to_numpy(ak.fill_none(ak.firsts(sig["Jet_pt"]), -1.0))[keep]
+    np.testing.assert_array_equal(s["lead"], lead)
+    np.testing.assert_array_equal(s["count(Jet_pt)"], ak.to_numpy(ak.num(sig["Jet_pt"]))[keep])
+    np.testing.assert_allclose(s["sum(Jet_pt)"], ak.to_numpy(ak.sum(sig["Jet_pt"], axis=1))[keep],
+                               rtol=1e-6)
+    central = ak.to_numpy(ak.sum(sig["Jet_pt"][sig["Jet_pt"] > 20], axis=1))[keep]
+    np.testing.assert_allclose(s["ht_central"], central, rtol=1e-6)
+
+
+def _bad_setup(tmp_path, case):
+    """A config over two typed files, broken in one way; returns the config path."""
+    sig = tmp_path / "s.root"
+    cols = _typed_file(sig, 500, 1)
+    _typed_file(tmp_path / "b.root", 300, 2)
+    raw = {
+        "name": "bad", "output_dir": str(tmp_path / "runs"), "weight": "1",
+        "samples": {"signal": [{"name": "s", "files": str(sig), "tree": "t", "mass": 1.0}],
+                    "background": [{"name": "b", "files": str(tmp_path / "b.root"), "tree": "t"}]},
+        "features": ["f64", "Jet_pt[0]"],
+    }
+    if case == "not_root":
+        sig.write_bytes(b"this is not a ROOT file at all\n" * 100)
+    elif case == "truncated":
+        data = sig.read_bytes()
+        sig.write_bytes(data[: len(data) // 2])
+    elif case == "missing_branch":
+        raw["features"].append("Jet_eta[0]")
+    elif case == "jagged":
+        raw["features"].append("sqrt(Jet_pt)")
+    elif case == "disallowed":
+        raw["features"].append("__import__('os').getpid()")
+    elif case.startswith("nan"):
+        cols["f64"][[3, 10, 20]] = [np.nan, np.inf, -np.inf]
+        with uproot.recreate(sig) as f:
+            f.mktree("t", {"f64": np.float64, "EventNumber": np.int64, "Jet_pt": cols["Jet_pt"].type})
+            f["t"].extend({k: cols[k] for k in ("f64", "EventNumber", "Jet_pt")})
+        if case != "nan":
+            raw["non_finite"] = case.split("_")[1]
+            raw["non_finite_fill"] = -7.0
+    return write_config(tmp_path / "bad.yaml", raw)
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("not_root", "cannot be read as a ROOT file"),
+    ("truncated", "truncated or corrupt"),
+    ("missing_branch", "has no branch 'Jet_eta'"),
+    ("jagged", "feature 'sqrt(Jet_pt)' uses the jagged branch 'Jet_pt' without a reduction"),
+    ("disallowed", "is not allowed"),
+    ("nan", "feature 'f64' is NaN or infinite in 3 events"),
+])
+def test_bad_input_through_the_cli_is_one_line_exit_2_no_output(tmp_path, case, message) -> None:
+    from click.testing import CliRunner
+
+    from pnn.cli import main
+
+    res = CliRunner().invoke(main, ["ingest", str(_bad_setup(tmp_path, case))])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    run = tmp_path / "runs" / "bad"
+    assert not run.exists() or list(run.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["drop", "fill"])
+def test_non_finite_features_can_be_dropped_or_filled(tmp_path, how) -> None:
+    cfg = load_config(_bad_setup(tmp_path, f"nan_{how}"))
+    res = ingest.ingest(cfg)
+    table, meta = ingest.load_events(cfg)
+    s = table[table.label == 1]
+    assert meta["samples"][0]["non_finite"] == {"f64": 3}
+    if how == "drop":
+        assert len(s) == 497 and not {3, 10, 20} & set(s.event_number)
+    else:
+        assert len(s) == 500 and (s.set_index("event_number").loc[[3, 10, 20], "f64"] == -7).all()
+    assert res.events == len(table)
+
+
+def test_shards_together_equal_one_ingest_and_keep_whole_sample_normalisation(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from pnn.cli import main
+
+    _toy_files(tmp_path)
+    sig = str(tmp_path / "nt" / "signal.root")
+    raw = _toy_cfg(tmp_path, [{"name": "{tree}", "files": sig, "tree_regex": r"Xtohh\d+",
+                               "mass_regex": r"Xtohh(\d+)", "cross_section": 2.0,
+                               "sum_weights": {"branch": "weight"}}],
+                   name="whole", luminosity=3.0).model_dump(exclude_defaults=True)
+    # one background sample of two trees: its parts land in different shards
+    raw["samples"]["background"] = [{
+        "name": "bkg", "files": str(tmp_path / "nt" / "background.root"),
+        "tree_regex": "ttbar|multijet", "cross_section": 5.0, "sum_weights": {"branch": "weight"}}]
+    whole = load_config(write_config(tmp_path / "whole.yaml", raw))
+    raw["name"] = "sharded"
+    sharded_path = write_config(tmp_path / "sharded.yaml", raw)
+    sharded = load_config(sharded_path)
+    ingest.ingest(whole)
+    expect, _ = ingest.load_events(whole)
+    runner = CliRunner()
+    for i in (0, 2):
+        assert runner.invoke(main, ["ingest", str(sharded_path), "--shard", f"{i}/3"]).exit_code == 0
+    with pytest.raises(PnnError, match="missing shard-1-of-3"):
+        ingest.load_events(sharded)
+    assert runner.invoke(main, ["ingest", str(sharded_path), "--shard", "1/3"]).exit_code == 0
+    got, meta = ingest.load_events(sharded)
+    assert not (sharded.run_dir / "events.parquet").exists()
+    keys = ["sample", "event_number"]
+    a = expect.astype({"sample": str}).sort_values(keys).reset_index(drop=True)
+    b = got.astype({"sample": str}).sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert meta["events"] == len(expect)
+    assert {s["name"]: s["selected"] for s in meta["samples"]} == {
+        n: int((expect["sample"] == n).sum()) for n in expect["sample"].cat.categories}
+    bad = runner.invoke(main, ["ingest", str(sharded_path), "--shard", "3/3"])
+    assert bad.exit_code == 2 and "0 <= I < N" in bad.output
+
+
+def test_more_shards_than_trees_leaves_empty_shards_that_load_fine(tmp_path) -> None:
+    _toy_files(tmp_path)
+    cfg = _toy_cfg(tmp_path, [{"name": "X500", "files": str(tmp_path / "nt" / "signal.root"),
+                               "tree": "Xtohh500", "mass": 500}], name="many")
+    counts = [ingest.ingest(cfg, (i, 4)).events for i in range(4)]  # two trees, four shards
+    assert counts[0] == 300 and counts[1] > 0 and counts[2:] == [0, 0]
+    events, meta = ingest.load_events(cfg)
+    assert len(events) == meta["events"] == sum(counts)
+    assert events["label"].dtype == np.int8 and set(events["sample"]) == {"X500", "ttbar"}

@@ -70,3 +70,32 @@ def test_shared_real_files_are_read(shared_testdata) -> None:
     assert ntuple.check_tree(path, "events", ["M", "Event"]) == 2304
     m = np.concatenate([c["M"] for c in _chunks(path, "events", ["M"], 500)])
     assert len(m) == 2 * 2304 and 80 < np.median(m) < 100
+
+
+@pytest.mark.parametrize("codec", ["ZLIB", "LZMA", "LZ4", "ZSTD", None])
+def test_files_in_parts_with_every_codec_read_the_same(tmp_path, codec) -> None:
+    import awkward as ak
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    counts = rng.integers(0, 5, n)
+    data = {"x": rng.normal(size=n), "k": rng.integers(0, 9, n).astype(np.int16),
+            "jet": ak.unflatten(rng.exponential(40, counts.sum()).astype(np.float32), counts)}
+    compression = getattr(uproot, codec)(4) if codec else None
+    parts = []
+    for i, (lo, hi) in enumerate([(0, 1000), (1000, 2200), (2200, n)]):
+        path = tmp_path / f"part{i}.root"
+        with uproot.recreate(path, compression=compression) as f:
+            f.mktree("t", {"x": np.float64, "k": np.int16, "jet": data["jet"].type})
+            for start in range(lo, hi, 400):
+                stop = min(start + 400, hi)
+                f["t"].extend({k: v[start:stop] for k, v in data.items()})
+        parts.append(str(path))
+    with uproot.open(parts[0]) as f:
+        assert f.file.compression == compression or (codec is None and f.file.compression is None)
+    with ntuple.open_files(parts) as handles:
+        trees = [ntuple.get_tree(handles[p], p, "t", ["x", "k", "jet"]) for p in parts]
+        chunks = list(ntuple.iterate(trees, ["x", "k", "jet"], step_size=700, awkward=["jet"]))
+    np.testing.assert_array_equal(np.concatenate([c["x"] for c in chunks]), data["x"])
+    np.testing.assert_array_equal(np.concatenate([c["k"] for c in chunks]), data["k"])
+    assert ak.to_list(ak.concatenate([c["jet"] for c in chunks])) == ak.to_list(data["jet"])

@@ -99,3 +99,22 @@ def test_write_produces_readable_trees(tmp_path) -> None:
     assert ntuple.check_tree(str(paths["background"]), "ttbar", ["EventFlavour"]) > 0
     assert toy.is_toy_file(paths["signal"])
     assert not toy.is_toy_file(tmp_path / "elsewhere" / "x.root")
+
+
+def test_objects_are_consistent_with_the_flat_branches(tmp_path) -> None:
+    import awkward as ak
+    import uproot
+
+    toy.write(tmp_path, [500.0, 1000.0], 400, 1500, 140.0, 5, objects=True)
+    flat = toy.generate([500.0, 1000.0], 400, 1500, 140.0, 5)[0]["Xtohh500"]
+    with uproot.open(tmp_path / "signal.root") as f:
+        t = f["Xtohh500"]
+        assert {"nJet", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_btag"} <= set(t.keys())
+        a = t.arrays(["nJet", "Jet_pt", "Jet_btag", "Jet0CorrTLV", "sTNoMet", "Btag"])
+    np.testing.assert_array_equal(a.Jet0CorrTLV, flat["Jet0CorrTLV"])  # flat branches unchanged
+    np.testing.assert_array_equal(ak.to_numpy(a.Jet_pt[:, 0]), ak.to_numpy(a.Jet0CorrTLV))
+    np.testing.assert_allclose(ak.to_numpy(ak.sum(a.Jet_pt, axis=1)), ak.to_numpy(a.sTNoMet),
+                               rtol=1e-4)
+    np.testing.assert_array_equal(ak.to_numpy(ak.sum(a.Jet_btag > 0.5, axis=1)), ak.to_numpy(a.Btag))
+    np.testing.assert_array_equal(ak.to_numpy(a.nJet), ak.to_numpy(ak.num(a.Jet_pt)))
+    assert ak.min(a.nJet) >= 2
