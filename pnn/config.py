@@ -10,7 +10,7 @@ import glob
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -131,6 +131,27 @@ class Evaluation(_Strict):
     allow_extrapolation: bool = Field(False, description="evaluate outside the trained range")
 
 
+class Cluster(_Strict):
+    """Batch resources for ``pnn submit``; each key can be overridden on its command line."""
+
+    scheduler: Literal["slurm", "htcondor", "local"] = Field(
+        "local", description="default scheduler of pnn submit: slurm, htcondor or local")
+    partition: str | None = Field(None, description="Slurm partition (--partition)")
+    account: str | None = Field(
+        None, description="Slurm account (--account); HTCondor AccountingGroup")
+    time: str = Field("01:00:00", description="Slurm wall time per task, [D-]HH:MM:SS")
+    memory: str = Field("4G", description="memory per task, e.g. 2G (--mem, request_memory)")
+    cpus: int = Field(1, ge=1, description="CPUs per task (--cpus-per-task, request_cpus)")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="tasks running at once (Slurm %K, HTCondor max_materialize, local pool)")
+    job_flavour: str = Field("longlunch", description="HTCondor +JobFlavour (CERN batch queues)")
+    slurm_directives: list[str] = Field([], description="extra '#SBATCH' options, e.g. '--qos=short'")
+    htcondor_commands: list[str] = Field([], description="extra submit-description lines")
+    setup: str | None = Field(
+        None, description="shell line run before every task, e.g. 'source setup.sh'")
+    files_per_job: int = Field(10, ge=1, description="input files per job (ingest, apply)")
+
+
 class Config(_Strict):
     name: str = Field(description="run name: outputs go to output_dir/name")
     output_dir: str = Field("runs", description="parent of the run directory")
@@ -145,6 +166,7 @@ class Config(_Strict):
     preprocessing: Preprocessing = Preprocessing()
     training: Training = Training()
     evaluation: Evaluation = Evaluation()
+    cluster: Cluster = Cluster()
 
     @field_validator("features")
     @classmethod
