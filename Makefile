@@ -20,7 +20,7 @@ MODEL := $(RUN)/model/metadata.json
 EVALUATED := $(RUN)/evaluate/index.json
 SUMMARY := $(RUN)/summary.json
 
-.PHONY: install demo test lint data ingest train evaluate report clean benchmark
+.PHONY: install demo test test-slurm lint data ingest train evaluate report submit status clean benchmark
 .DELETE_ON_ERROR:
 
 install: $(INSTALLED)
@@ -35,8 +35,13 @@ $(INSTALLED): pyproject.toml
 demo: $(EVALUATED)
 	$(PNN) report $(CONFIG)
 
+# Under CI=true this includes the jobs on a real one-node Slurm (tests/test_slurm.py).
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
+
+# Only the real-Slurm tests; installs slurm-wlm and munge when missing (needs root and apt-get).
+test-slurm: $(INSTALLED)
+	PNN_SLURM_INSTALL=1 $(BIN)/python -m pytest -q -m slurm
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check pnn tests scripts
@@ -69,6 +74,15 @@ $(RUN)/evaluate/m%/metrics.json: $(MODEL) $(EVENTS) $(CONFIG)
 
 $(SUMMARY): $(EVALUATED) $(wildcard $(RUN)/evaluate/m*/metrics.json)
 	$(PNN) report $(CONFIG)
+
+# Batch jobs for one stage, e.g. make submit STAGE=evaluate SCHEDULER=slurm [ARGS=--dry-run]
+STAGE ?= evaluate
+SCHEDULER ?= local
+submit: | $(INSTALLED)
+	$(PNN) submit $(CONFIG) $(STAGE) --scheduler $(SCHEDULER) $(ARGS)
+
+status: | $(INSTALLED)
+	$(PNN) status $(CONFIG) $(STAGE)
 
 benchmark: $(INSTALLED)
 	$(BIN)/python scripts/benchmark.py

@@ -299,7 +299,7 @@ def _execute(jd: JobDir, spec: dict, label: str, args: list[str]) -> int:
     with open(logpath, "w") as out:
         out.write(f"# {command_line(args)}\n# on {state['host']} in {spec['project_dir']}\n")
         out.flush()
-        code = subprocess.run(["bash", "-c", script], cwd=spec["project_dir"], stdout=out,
+        code = subprocess.run(["/bin/bash", "-c", script], cwd=spec["project_dir"], stdout=out,
                               stderr=subprocess.STDOUT, check=False).returncode
         seconds = time.perf_counter() - start
         out.write(f"# exit code {code} after {seconds:.1f} s\n")

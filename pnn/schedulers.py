@@ -120,7 +120,8 @@ def submit_slurm(spec: dict, jd: JobDir, res: Cluster, dry_run: bool) -> list[st
     collect_id = None
     if need_collect:
         if dry_run:
-            messages.append(f"would run: {shlex.join(collect_cmd)}")
+            shown = " ".join(c if "<" in c else shlex.quote(c) for c in collect_cmd)
+            messages.append(f"would run: {shown}")
         else:
             collect_id = _run(collect_cmd).split(";")[0]
             messages.append(f"submitted the collect job {collect_id}"
@@ -171,7 +172,6 @@ def condor_submit_description(spec: dict, jd: JobDir, res: Cluster, args: list[s
         f"executable = {spec['python']}",
         f"arguments = {_condor_args(args)}",
         f"initialdir = {spec['project_dir']}",
-        "getenv = True",
         f"request_cpus = {res.cpus}",
         f"request_memory = {res.memory}",
         f'+JobFlavour = "{res.job_flavour}"',
