@@ -259,7 +259,7 @@ def status(config: str, stage: str, output_dir: str | None) -> None:
     from pnn import jobs, schedulers
 
     jd = jobs.JobDir.of(_load(config, output_dir), stage)
-    rows = jobs.status(jd, schedulers.live_states(jd))
+    rows = jobs.status(jd, *schedulers.scheduler_view(jd))
     width = max(len(r.label) for r in rows)
     for r in rows:
         line = f"{r.label:<{width}}  {r.state}"

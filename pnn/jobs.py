@@ -369,21 +369,28 @@ def last_error_line(path: Path) -> str | None:
     return lines[-1] if lines else None
 
 
-def status(jd: JobDir, live: dict[str, str] | None = None) -> list[TaskStatus]:
+def status(jd: JobDir, live: dict[str, str] | None = None,
+           scheduler_logs: dict[str, Path] | None = None) -> list[TaskStatus]:
     """Per task (and the collect step): done, running/queued (``live``, from the scheduler),
-    failed (with log and last error line) or pending (never run)."""
+    failed (with log and last error line) or pending (never run).
+
+    ``scheduler_logs`` names, for tasks the scheduler no longer lists, the scheduler's own
+    output file: a task that never started or was killed (time limit, memory) is failed there.
+    """
     spec = jd.spec()
-    live = live or {}
+    live, scheduler_logs = live or {}, scheduler_logs or {}
     out = []
     for task in spec["tasks"]:
-        out.append(_one_status(jd, task["label"], jd.is_done(task, spec["config_digest"]), live))
+        out.append(_one_status(jd, task["label"], jd.is_done(task, spec["config_digest"]), live,
+                               scheduler_logs.get(task["label"])))
     if spec.get("collect"):
         done = jd.marker(COLLECT).is_file() and all(s.state == "done" for s in out)
-        out.append(_one_status(jd, COLLECT, done, live))
+        out.append(_one_status(jd, COLLECT, done, live, None))
     return out
 
 
-def _one_status(jd: JobDir, label: str, done: bool, live: dict[str, str]) -> TaskStatus:
+def _one_status(jd: JobDir, label: str, done: bool, live: dict[str, str],
+                scheduler_log: Path | None) -> TaskStatus:
     if done:
         return TaskStatus(label, "done", jd.log(label))
     if label in live:
@@ -392,13 +399,17 @@ def _one_status(jd: JobDir, label: str, done: bool, live: dict[str, str]) -> Tas
     if not state_path.is_file():
         if jd.log(label).is_file():  # collect refused: tasks missing
             return TaskStatus(label, "failed", jd.log(label), last_error_line(jd.log(label)))
+        if scheduler_log is not None:  # submitted, no longer queued, never started
+            return TaskStatus(label, "failed", scheduler_log,
+                              last_error_line(scheduler_log) or "never started")
         return TaskStatus(label, "pending")
     state = json.loads(state_path.read_text())
     if state.get("exit_code") is None:
-        if _alive(state):
+        if scheduler_log is None and _alive(state):
             return TaskStatus(label, "running", jd.log(label))
-        return TaskStatus(label, "failed", jd.log(label),
-                          last_error_line(jd.log(label)) or "started but never finished (killed?)")
+        killed = scheduler_log if scheduler_log is not None and scheduler_log.is_file() else jd.log(label)
+        return TaskStatus(label, "failed", killed,
+                          last_error_line(killed) or "started but never finished (killed?)")
     return TaskStatus(label, "failed", jd.log(label),
                       last_error_line(jd.log(label)) or f"exit code {state['exit_code']}")
 

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from pnn.atomic import write_json, write_text
 from pnn.config import Cluster
@@ -138,21 +139,33 @@ _SLURM_STATES = {"RUNNING": "running", "COMPLETING": "running", "CONFIGURING": "
                  "PENDING": "queued", "REQUEUED": "queued", "SUSPENDED": "queued"}
 
 
-def slurm_live(jd: JobDir) -> dict[str, str]:
-    """Tasks that squeue lists as queued or running (empty without squeue)."""
-    ids = {}
+def _slurm_jobs(jd: JobDir) -> dict[str, str]:
+    """Slurm job id of each task's latest submission ('<array id>_<index>' for tasks)."""
+    ids: dict[str, str] = {}
     for sub in submissions(jd):
         if sub.get("scheduler") == "slurm":
-            ids.update({job: label for label, job in sub["jobs"].items()})
-    if not ids or shutil.which("squeue") is None:
-        return {}
+            ids.update(sub["jobs"])
+    return ids
+
+
+def slurm_view(jd: JobDir) -> tuple[dict[str, str], dict[str, Path]]:
+    """Tasks squeue lists as queued or running, and the Slurm output file of the submitted
+    tasks it no longer lists (both empty without squeue)."""
+    jobs = _slurm_jobs(jd)
+    if not jobs or shutil.which("squeue") is None:
+        return {}, {}
     res = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], capture_output=True, text=True, check=False)
-    live = {}
-    for line in res.stdout.splitlines():
-        job, _, state = line.partition(" ")
-        if job in ids and state in _SLURM_STATES:
-            live[ids[job]] = _SLURM_STATES[state]
-    return live
+    if res.returncode != 0:
+        return {}, {}
+    listed = dict(line.partition(" ")[::2] for line in res.stdout.splitlines())
+    live, gone = {}, {}
+    for label, job in jobs.items():
+        if listed.get(job) in _SLURM_STATES:
+            live[label] = _SLURM_STATES[listed[job]]
+        elif job not in listed:
+            name = f"slurm-collect-{job}.out" if label == COLLECT else f"slurm-{job}.out"
+            gone[label] = jd.path / "logs" / name
+    return live, gone
 
 
 # --- HTCondor -------------------------------------------------------------------------------
@@ -285,7 +298,8 @@ def submit(spec: dict, jd: JobDir, res: Cluster, scheduler: str, dry_run: bool) 
     raise PnnError(f"unknown scheduler '{scheduler}': use one of {', '.join(SCHEDULERS)}")
 
 
-def live_states(jd: JobDir) -> dict[str, str]:
-    """Queued/running tasks according to whichever scheduler this stage was submitted to."""
-    return {**htcondor_live(jd), **slurm_live(jd)}
-
+def scheduler_view(jd: JobDir) -> tuple[dict[str, str], dict[str, Path]]:
+    """Queued/running tasks according to the scheduler this stage was submitted to, and the
+    scheduler output files of submitted tasks it no longer lists."""
+    live, gone = slurm_view(jd)
+    return {**htcondor_live(jd), **live}, gone
