@@ -239,16 +239,27 @@ def _outputs_complete(task: dict, run_dir: Path) -> bool:
 
 def prepare(cfg: Config, config_path: str, stage: str, sel: Selection, output_dir: str | None,
             setup: str | None) -> tuple[JobDir, dict]:
-    """Split ``stage`` into tasks and write job.json and tasks.txt (always complete lists)."""
+    """Split ``stage`` into tasks and write job.json and tasks.txt.
+
+    Task indices are stable: under the same config, tasks of an earlier submission keep
+    their line in tasks.txt (array tasks still queued read it) and new ones are appended;
+    ``selected`` lists the tasks of this submission.
+    """
     if stage not in STAGES:
         raise PnnError(f"unknown stage '{stage}': use one of {', '.join(STAGES)}")
     entry = STAGES[stage]
     config = str(Path(config_path).resolve())
     common = ["-o", str(Path(output_dir).resolve())] if output_dir else []
-    tasks = entry.split(cfg, config, sel)
+    tasks = [{**asdict(t), "args": [*t.args, *common]} for t in entry.split(cfg, config, sel)]
     if not tasks:
         raise PnnError(f"stage '{stage}' has nothing to run with this selection")
     jd = JobDir.of(cfg, stage)
+    merged = tasks
+    if jd.spec_path.is_file():
+        old = json.loads(jd.spec_path.read_text())
+        if old.get("config_digest") == cfg.digest():
+            new = {t["label"]: t for t in tasks}
+            merged = [new.pop(t["label"], t) for t in old["tasks"]] + list(new.values())
     spec = {
         "stage": stage,
         "run_dir": str(cfg.run_dir.resolve()),
@@ -256,7 +267,8 @@ def prepare(cfg: Config, config_path: str, stage: str, sel: Selection, output_di
         "python": sys.executable,
         "setup": setup,
         "config_digest": cfg.digest(),
-        "tasks": [{**asdict(t), "args": [*t.args, *common]} for t in tasks],
+        "tasks": merged,
+        "selected": [t["label"] for t in tasks],
         "collect": [*entry.collect(cfg, config), *common] if entry.collect else None,
     }
     for sub in ("logs", "state", "done"):
@@ -272,8 +284,10 @@ def command_line(args: list[str]) -> str:
 
 
 def pending(jd: JobDir, spec: dict) -> list[int]:
-    """Indices of the tasks without a valid completion marker."""
-    return [i for i, t in enumerate(spec["tasks"]) if not jd.is_done(t, spec["config_digest"])]
+    """Indices of the selected tasks without a valid completion marker."""
+    selected = set(spec.get("selected", [t["label"] for t in spec["tasks"]]))
+    return [i for i, t in enumerate(spec["tasks"])
+            if t["label"] in selected and not jd.is_done(t, spec["config_digest"])]
 
 
 def _scheduler_job_id() -> str | None:
@@ -308,14 +322,21 @@ def _execute(jd: JobDir, spec: dict, label: str, args: list[str]) -> int:
     return code
 
 
-def run_task(job_dir: str | Path, index: int) -> int:
-    """Run task ``index`` of a job directory unless it is done; exit code of the task."""
+def run_task(job_dir: str | Path, index: int, *, selected_only: bool = False) -> int:
+    """Run task ``index`` of a job directory unless it is done; exit code of the task.
+
+    ``selected_only`` (HTCondor, which queues every line of tasks.txt) also skips the tasks
+    that the latest submission did not select.
+    """
     jd = JobDir(Path(job_dir))
     spec = jd.spec()
     task = spec["tasks"][index]
     label = task["label"]
     if jd.is_done(task, spec["config_digest"]):
         print(f"task {label} is already done; skipped")
+        return 0
+    if selected_only and label not in spec.get("selected", [label]):
+        print(f"task {label} was not selected in this submission; skipped")
         return 0
     code = _execute(jd, spec, label, task["args"])
     if code == 0 and not _outputs_complete(task, Path(spec["run_dir"])):
@@ -384,7 +405,8 @@ def status(jd: JobDir, live: dict[str, str] | None = None,
         out.append(_one_status(jd, task["label"], jd.is_done(task, spec["config_digest"]), live,
                                scheduler_logs.get(task["label"])))
     if spec.get("collect"):
-        done = jd.marker(COLLECT).is_file() and all(s.state == "done" for s in out)
+        selected = set(spec.get("selected", [t["label"] for t in spec["tasks"]]))
+        done = jd.marker(COLLECT).is_file() and all(s.state == "done" for s in out if s.label in selected)
         out.append(_one_status(jd, COLLECT, done, live, None))
     return out
 
@@ -428,11 +450,12 @@ def _alive(state: dict) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """``python -m pnn.jobs run-task JOBDIR INDEX`` or ``run-collect JOBDIR`` (used by job scripts)."""
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 3 and argv[0] == "run-task":
-        return run_task(argv[1], int(argv[2]))
+    if len(argv) in (3, 4) and argv[0] == "run-task" and argv[3:] in ([], ["--selected-only"]):
+        return run_task(argv[1], int(argv[2]), selected_only=len(argv) == 4)
     if len(argv) == 2 and argv[0] == "run-collect":
         return run_collect(argv[1])
-    print("usage: python -m pnn.jobs run-task JOBDIR INDEX | run-collect JOBDIR", file=sys.stderr)
+    print("usage: python -m pnn.jobs run-task JOBDIR INDEX [--selected-only] | run-collect JOBDIR",
+          file=sys.stderr)
     return 2
 
 

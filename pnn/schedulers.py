@@ -207,7 +207,7 @@ def submit_htcondor(spec: dict, jd: JobDir, res: Cluster, dry_run: bool) -> list
     todo = pending(jd, spec)
     if not todo and (not spec.get("collect") or jd.marker(COLLECT).is_file()):
         return ["every task is done: nothing to submit"]
-    run_task = ["-m", "pnn.jobs", "run-task", str(jd.path), "$(ProcId)"]
+    run_task = ["-m", "pnn.jobs", "run-task", str(jd.path), "$(ProcId)", "--selected-only"]
     write_text(jd.path / "tasks.sub", condor_submit_description(
         spec, jd, res, run_task, queue=f"task from {jd.path / 'tasks.txt'}", task="tasks"))
     dag = [f"# pnn {spec['stage']}: every line of tasks.txt, then the collect step",

@@ -15,8 +15,10 @@ from pnn.config import load_config
 def tasks_of(config: Path, *args: str) -> list[str]:
     res = CliRunner().invoke(main, ["submit", str(config), *args, "--scheduler", "local", "--dry-run"])
     assert res.exit_code == 0, res.output
-    stage = args[0]
-    return (load_config(config).run_dir / "jobs" / stage / "tasks.txt").read_text().splitlines()
+    spec = jobs.JobDir.of(load_config(config), args[0]).spec()
+    lines = (load_config(config).run_dir / "jobs" / args[0] / "tasks.txt").read_text().splitlines()
+    assert lines == [jobs.command_line(t["args"]) for t in spec["tasks"]]
+    return [line for line, t in zip(lines, spec["tasks"], strict=True) if t["label"] in spec["selected"]]
 
 
 def test_train_one_task_per_fold(small_toy) -> None:
@@ -34,6 +36,9 @@ def test_evaluate_one_task_per_mass_with_report_as_collect(small_toy) -> None:
         f"pnn evaluate {c} --mass 500", f"pnn evaluate {c} --mass 1500"]
     spec = json.loads((load_config(small_toy).run_dir / "jobs" / "evaluate" / "job.json").read_text())
     assert spec["collect"] == ["report", str(c)]
+    # a smaller selection keeps every earlier task on its line: queued array tasks index it
+    assert [t["label"] for t in spec["tasks"]] == ["m500", "m750", "m1000", "m1500"]
+    assert spec["selected"] == ["m500", "m1500"]
     assert spec["python"] and Path(spec["python"]).is_absolute()
     res = CliRunner().invoke(main, ["submit", str(small_toy), "evaluate", "--mass", "600", "--dry-run"])
     assert res.exit_code == 2 and "600 GeV is not one of the evaluation masses" in res.output
@@ -126,3 +131,12 @@ def test_status_before_submit_is_a_clear_error(small_toy) -> None:
 def test_runner_entry_point_usage() -> None:
     assert jobs.main(["nonsense"]) == 2
     assert os.path.isfile(Path(jobs.__file__).with_name("__main__.py"))
+
+
+def test_htcondor_runner_skips_tasks_outside_the_selection(small_toy, capsys) -> None:
+    tasks_of(small_toy, "evaluate")
+    tasks_of(small_toy, "evaluate", "--mass", "500")
+    jd = jobs.JobDir.of(load_config(small_toy), "evaluate")
+    assert jobs.main(["run-task", str(jd.path), "1", "--selected-only"]) == 0
+    assert "m750 was not selected" in capsys.readouterr().out
+    assert not jd.state("m750").exists() and not jd.log("m750").exists()

@@ -82,7 +82,8 @@ def test_htcondor_submit_description_and_dag_parse(with_cluster) -> None:
     assert sub["max_materialize"] == "3"
     args = sub.expand("arguments")
     assert args[0] == args[-1] == '"'  # the new syntax: the list in double quotes, items in single
-    assert shlex.split(args[1:-1]) == ["-m", "pnn.jobs", "run-task", str(jd.path), "0"]
+    assert shlex.split(args[1:-1]) == ["-m", "pnn.jobs", "run-task", str(jd.path), "0",
+                                        "--selected-only"]
     collect = htcondor2.Submit((jd.path / "collect.sub").read_text())
     assert collect.getQArgs() == "1" and "run-collect" in collect["arguments"]
 
