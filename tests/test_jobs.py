@@ -140,3 +140,15 @@ def test_htcondor_runner_skips_tasks_outside_the_selection(small_toy, capsys) ->
     assert jobs.main(["run-task", str(jd.path), "1", "--selected-only"]) == 0
     assert "m750 was not selected" in capsys.readouterr().out
     assert not jd.state("m750").exists() and not jd.log("m750").exists()
+
+
+def test_cluster_section_is_strict(small_toy) -> None:
+    raw = yaml.safe_load(small_toy.read_text())
+    raw["cluster"] = {"partion": "short"}
+    small_toy.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["submit", str(small_toy), "train", "--dry-run"])
+    assert res.exit_code == 2 and "unknown key 'cluster.partion'" in res.output
+    raw["cluster"] = {"scheduler": "pbs"}
+    small_toy.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["submit", str(small_toy), "train", "--dry-run"])
+    assert res.exit_code == 2 and "cluster.scheduler" in res.output

@@ -124,3 +124,13 @@ def test_local_dry_run_lists_runner_commands(small_toy) -> None:
 def test_bad_resource_override_is_one_line(small_toy) -> None:
     res = CliRunner().invoke(main, ["submit", str(small_toy), "train", "--cpus", "0", "--dry-run"])
     assert res.exit_code == 2 and "--cpus" in res.output and "Traceback" not in res.output
+
+
+def test_default_scheduler_comes_from_the_config(small_toy) -> None:
+    raw = yaml.safe_load(small_toy.read_text())
+    raw["cluster"] = {"scheduler": "htcondor"}
+    small_toy.write_text(yaml.safe_dump(raw))
+    out = submit(small_toy, "train")
+    jd = JobDir.of(load_config(small_toy), "train")
+    assert "condor_submit_dag" in out and (jd.path / "tasks.sub").is_file()
+    assert not (jd.path / "tasks.sbatch").exists()
