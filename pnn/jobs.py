@@ -225,7 +225,7 @@ class JobDir:
                 return False
         except json.JSONDecodeError:
             return False
-        return _outputs_complete(task, Path(self.spec()["run_dir"]))
+        return _outputs_complete(task, self.path.parents[1])
 
 
 def _outputs_complete(task: dict, run_dir: Path) -> bool:
@@ -295,8 +295,10 @@ def _scheduler_job_id() -> str | None:
         if os.environ.get(var):
             task = os.environ.get("SLURM_ARRAY_TASK_ID")
             return f"{os.environ[var]}_{task}" if task and var == "SLURM_ARRAY_JOB_ID" else os.environ[var]
-    if os.environ.get("_CONDOR_JOB_AD"):
-        return "condor"
+    ad = os.environ.get("_CONDOR_JOB_AD")
+    if ad and Path(ad).is_file():
+        attrs = dict(line.partition(" = ")[::2] for line in Path(ad).read_text().splitlines())
+        return f"{attrs.get('ClusterId', '?')}.{attrs.get('ProcId', '?')}"
     return None
 
 

@@ -143,6 +143,8 @@ def test_slurm_arrays_match_local_run_and_resubmit_only_the_failed_task(slurm, t
     for m, mtime in done_before.items():
         assert (run / "evaluate" / m / "metrics.json").stat().st_mtime == mtime  # not rerun
     assert json.loads((run / "summary.json").read_text()) == expected
+    state = json.loads((run / "jobs" / "evaluate" / "state" / "m1500.json").read_text())
+    assert state["exit_code"] == 0 and state["job_id"].endswith("_1")  # array task 1 of the rerun
 
     res = pnn("submit", cfg, "evaluate", "--scheduler", "slurm", "-o", str(slurm_out))
     assert "nothing to submit" in res.stdout
