@@ -134,3 +134,13 @@ def test_default_scheduler_comes_from_the_config(small_toy) -> None:
     jd = JobDir.of(load_config(small_toy), "train")
     assert "condor_submit_dag" in out and (jd.path / "tasks.sub").is_file()
     assert not (jd.path / "tasks.sbatch").exists()
+
+
+def test_missing_sbatch_is_one_line_with_the_fix(small_toy, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scheduler commands here
+    res = CliRunner().invoke(main, ["submit", str(small_toy), "train", "--scheduler", "slurm"])
+    assert res.exit_code == 2
+    assert "'sbatch' not found: run on a submit node, or use --dry-run" in res.output
+    res = CliRunner().invoke(main, ["submit", str(small_toy), "evaluate", "--scheduler", "htcondor"])
+    assert res.exit_code == 0
+    assert "condor_submit_dag is not installed here: on a submit node run" in res.output
