@@ -91,8 +91,12 @@ def slurm_script(spec: dict, jd: JobDir, res: Cluster, body: list[str], *, name:
 def submit_slurm(spec: dict, jd: JobDir, res: Cluster, dry_run: bool) -> list[str]:
     """Write tasks.sbatch (job array over the pending tasks) and collect.sbatch; sbatch them."""
     todo = pending(jd, spec)
-    name = f"pnn-{spec['stage']}"
+    live, _ = slurm_view(jd)
     messages = []
+    if live:  # submitting again now would run the same tasks twice
+        raise PnnError(f"tasks of '{spec['stage']}' are still queued or running ({', '.join(sorted(live))}): "
+                       "wait for them (pnn status) or cancel them with scancel, then submit again")
+    name = f"pnn-{spec['stage']}"
     tasks_file = jd.path / "tasks.sbatch"
     collect_file = jd.path / "collect.sbatch"
     if todo:
@@ -113,25 +117,22 @@ def submit_slurm(spec: dict, jd: JobDir, res: Cluster, dry_run: bool) -> list[st
             messages.append(f"would run: {shlex.join(tasks_cmd)}")
         else:
             job_id = _run(tasks_cmd).split(";")[0]
+            _record(jd, {"scheduler": "slurm", "jobs": {spec["tasks"][i]["label"]: f"{job_id}_{i}"
+                                                        for i in todo}})
             messages.append(f"submitted {len(todo)} task(s) as Slurm job array {job_id}")
     collect_cmd = ["sbatch", "--parsable"]
     if todo:
         collect_cmd += [f"--dependency=afterok:{job_id}", "--kill-on-invalid-dep=yes"]
     collect_cmd.append(str(collect_file))
-    collect_id = None
     if need_collect:
         if dry_run:
             shown = " ".join(c if "<" in c else shlex.quote(c) for c in collect_cmd)
             messages.append(f"would run: {shown}")
         else:
             collect_id = _run(collect_cmd).split(";")[0]
+            _record(jd, {"scheduler": "slurm", "jobs": {COLLECT: collect_id}})
             messages.append(f"submitted the collect job {collect_id}"
                             + (f" (runs after {job_id} succeeds)" if todo else ""))
-    if not dry_run:
-        labels = {spec["tasks"][i]["label"]: f"{job_id}_{i}" for i in todo}
-        if collect_id:
-            labels[COLLECT] = collect_id
-        _record(jd, {"scheduler": "slurm", "jobs": labels})
     return messages
 
 

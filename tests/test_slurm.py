@@ -121,6 +121,8 @@ def test_slurm_arrays_match_local_run_and_resubmit_only_the_failed_task(slurm, t
     assert "submitted 2 task(s)" in res.stdout and "collect job" in res.stdout
     first = pnn("status", cfg, "evaluate", "-o", str(slurm_out), check=False)
     assert set(states(first.stdout).values()) <= {"queued", "running"}, first.stdout
+    again = pnn("submit", cfg, "evaluate", "--scheduler", "slurm", "-o", str(slurm_out), check=False)
+    assert again.returncode == 2 and "still queued or running" in again.stderr
     wait_for_queue()
 
     res = pnn("status", cfg, "evaluate", "-o", str(slurm_out), check=False)
