@@ -22,7 +22,7 @@ SUMMARY := $(RUN)/summary.json
 STUDY := $(RUN)/study/study.md
 EXPORTED := $(RUN)/export/pnn_onnx.json
 
-.PHONY: install demo test lint data ingest train evaluate report study export clean benchmark
+.PHONY: install demo test test-slurm lint data ingest train evaluate report study export submit status clean benchmark
 .DELETE_ON_ERROR:
 
 install: $(INSTALLED)
@@ -37,8 +37,13 @@ $(INSTALLED): pyproject.toml
 demo: $(EVALUATED)
 	$(PNN) report $(CONFIG)
 
+# Under CI=true this includes the jobs on a real one-node Slurm (tests/test_slurm.py).
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
+
+# Only the real-Slurm tests; installs slurm-wlm and munge when missing (needs root and apt-get).
+test-slurm: $(INSTALLED)
+	PNN_SLURM_INSTALL=1 $(BIN)/python -m pytest -q -m slurm
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check pnn tests scripts
@@ -80,6 +85,15 @@ $(STUDY): $(MODEL) $(EVENTS) $(CONFIG)
 # ONNX models for C++ (ONNX Runtime), written after training
 $(EXPORTED): $(MODEL)
 	$(PNN) export $(CONFIG)
+
+# Batch jobs for one stage, e.g. make submit STAGE=evaluate SCHEDULER=slurm [ARGS=--dry-run]
+STAGE ?= evaluate
+SCHEDULER ?= local
+submit: | $(INSTALLED)
+	$(PNN) submit $(CONFIG) $(STAGE) --scheduler $(SCHEDULER) $(ARGS)
+
+status: | $(INSTALLED)
+	$(PNN) status $(CONFIG) $(STAGE)
 
 benchmark: $(INSTALLED)
 	$(BIN)/python scripts/benchmark.py

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from pnn.config import Config, load_config
 from pnn.errors import PnnError
+from pnn.jobs import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,8 @@ def main(verbose: int, quiet: bool) -> None:
 
     Stages, in order: generate (toy ntuples) -> ingest -> train -> evaluate -> report;
     'run' runs them all. Then 'export' writes ONNX models, 'apply' writes scores back into
-    ntuples and 'study' validates the physics. Every verb takes the YAML config as its
-    argument.
+    ntuples and 'study' validates the physics; 'submit' turns a stage into batch jobs and
+    'status' follows them. Every verb takes the YAML config as its argument.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s",
@@ -200,6 +202,8 @@ def report(config: str, output_dir: str | None) -> None:
 def export_onnx(config: str, output_dir: str | None) -> None:
     """Write the fold models as ONNX (input scaling inside) and a JSON sidecar for C++ use."""
     do_export(_load(config, output_dir))
+
+
 @main.group()
 def study() -> None:
     """Physics validation: baselines, interpolation, detuning, feature importance.
@@ -288,6 +292,23 @@ def study_all(config: str, output_dir: str | None, jobs: int | None) -> None:
     _run_study(config, output_dir, "all", jobs)
 
 
+def _split_list(kind: type) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], tuple]:
+    """Repeatable option whose values may also be comma-separated lists: --mass 500,750."""
+
+    def parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple:
+        try:
+            return tuple(kind(v) for value in values for v in value.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected {kind.__name__} values, got {values}") from None
+
+    return parse
+
+
+STAGE_NAMES = tuple(STAGES)
+CLUSTER_KEYS = ("partition", "account", "time", "memory", "cpus", "max_concurrent", "job_flavour",
+                "setup", "files_per_job")
+
+
 @main.command()
 @config_arg
 @click.option("--input", "-i", "inputs", multiple=True, required=True, metavar="FILE",
@@ -311,6 +332,90 @@ def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees
     for r in results:
         click.echo(f"{r.input} -> {r.output}: " + ", ".join(
             f"{t} ({n} entries)" for t, n in r.trees.items()))
+
+
+@main.command()
+@config_arg
+@click.argument("stage", type=click.Choice(STAGE_NAMES))
+@output_opt
+@click.option("--scheduler", type=click.Choice(["slurm", "htcondor", "local"]), default=None,
+              help="Where the jobs run (default: cluster.scheduler of the config).")
+@click.option("--mass", "--masses", "masses", multiple=True, callback=_split_list(float),
+              help="Only these masses in GeV (repeatable or comma-separated).")
+@click.option("--fold", "--folds", "folds", multiple=True, callback=_split_list(int),
+              help="Only these folds (train; repeatable or comma-separated).")
+@click.option("--files", "files", multiple=True, help="Input ntuples for apply (repeatable, globs allowed).")
+@click.option("--files-per-job", type=int, default=None, help="Input files per job (ingest, apply).")
+@click.option("--partition", default=None, help="Slurm partition.")
+@click.option("--account", default=None, help="Slurm account / HTCondor accounting group.")
+@click.option("--time", "time_", default=None, help="Wall time per task, [D-]HH:MM:SS.")
+@click.option("--memory", default=None, help="Memory per task, e.g. 2G.")
+@click.option("--cpus", type=int, default=None, help="CPUs per task.")
+@click.option("--max-concurrent", type=int, default=None, help="Tasks running at once.")
+@click.option("--job-flavour", default=None, help="HTCondor +JobFlavour.")
+@click.option("--directive", "directives", multiple=True,
+              help="Extra '#SBATCH' option or HTCondor submit line (repeatable).")
+@click.option("--setup", default=None, help="Shell line run before every task.")
+@click.option("--dry-run", is_flag=True, help="Write every file and print what would be submitted.")
+@_stage
+def submit(config: str, stage: str, output_dir: str | None, scheduler: str | None,
+           masses: tuple[float, ...], folds: tuple[int, ...], files: tuple[str, ...],
+           files_per_job: int | None, partition: str | None, account: str | None, time_: str | None,
+           memory: str | None, cpus: int | None, max_concurrent: int | None, job_flavour: str | None,
+           directives: tuple[str, ...], setup: str | None, dry_run: bool) -> None:
+    """Split a stage into batch jobs (one per fold, mass or file group) and submit them.
+
+    Finished tasks are skipped, so submitting again after a failure redoes only what failed.
+    """
+    from pnn import jobs, schedulers
+
+    cfg = _load(config, output_dir)
+    given = dict(zip(CLUSTER_KEYS, (partition, account, time_, memory, cpus, max_concurrent,
+                                    job_flavour, setup, files_per_job), strict=True))
+    try:
+        res = cfg.cluster.model_validate({**cfg.cluster.model_dump(),
+                                          **{k: v for k, v in given.items() if v is not None}})
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise PnnError(f"option --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    scheduler = scheduler or res.scheduler
+    if directives:
+        key = "slurm_directives" if scheduler == "slurm" else "htcondor_commands"
+        res = res.model_copy(update={key: [*getattr(res, key), *directives]})
+    sel = jobs.Selection(masses, folds, files, res.files_per_job)
+    jd, spec = jobs.prepare(cfg, config, stage, sel, output_dir, res.setup)
+    click.echo(f"{len(spec['tasks'])} task(s) of '{stage}' in {jd.path}/tasks.txt")
+    messages, code = schedulers.submit(spec, jd, res, scheduler, dry_run)
+    for m in messages:
+        click.echo(m)
+    if code:
+        sys.exit(code)
+
+
+@main.command()
+@config_arg
+@click.argument("stage", type=click.Choice(STAGE_NAMES))
+@output_opt
+@_stage
+def status(config: str, stage: str, output_dir: str | None) -> None:
+    """Per task: done, running, queued, failed (with its log and last error line) or pending.
+
+    Exits with code 1 while any task has failed.
+    """
+    from pnn import jobs, schedulers
+
+    jd = jobs.JobDir.of(_load(config, output_dir), stage)
+    rows = jobs.status(jd, *schedulers.scheduler_view(jd))
+    width = max(len(r.label) for r in rows)
+    for r in rows:
+        line = f"{r.label:<{width}}  {r.state}"
+        if r.state == "failed":
+            line += f"  log {r.log}" + (f"\n{'':<{width}}  {r.error}" if r.error else "")
+        click.echo(line)
+    counts = {s: sum(r.state == s for r in rows) for s in ("done", "running", "queued", "failed", "pending")}
+    click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    if counts["failed"]:
+        sys.exit(1)
 
 
 @main.command()

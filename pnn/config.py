@@ -237,8 +237,31 @@ class Study(_Strict):
     importance_repeats: int = Field(3, ge=1, description="permutations per feature and mass")
     bdt_max_iter: int = Field(100, ge=1, description="boosting iterations of the parametric BDT")
     bdt_learning_rate: float = Field(0.1, gt=0, description="learning rate of the parametric BDT")
+
+
 class Apply(_Strict):
     fill: float = Field(-1.0, description="score of events that fail the global selection")
+
+
+class Cluster(_Strict):
+    """Batch resources for ``pnn submit``; each key can be overridden on its command line."""
+
+    scheduler: Literal["slurm", "htcondor", "local"] = Field(
+        "local", description="default scheduler of pnn submit: slurm, htcondor or local")
+    partition: str | None = Field(None, description="Slurm partition (--partition)")
+    account: str | None = Field(
+        None, description="Slurm account (--account); HTCondor AccountingGroup")
+    time: str = Field("01:00:00", description="Slurm wall time per task, [D-]HH:MM:SS")
+    memory: str = Field("4G", description="memory per task, e.g. 2G (--mem, request_memory)")
+    cpus: int = Field(1, ge=1, description="CPUs per task (--cpus-per-task, request_cpus)")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="tasks running at once (Slurm %K, HTCondor max_materialize, local pool)")
+    job_flavour: str = Field("longlunch", description="HTCondor +JobFlavour (CERN batch queues)")
+    slurm_directives: list[str] = Field([], description="extra '#SBATCH' options, e.g. '--qos=short'")
+    htcondor_commands: list[str] = Field([], description="extra submit-description lines")
+    setup: str | None = Field(
+        None, description="shell line run before every task, e.g. 'source setup.sh'")
+    files_per_job: int = Field(10, ge=1, description="input files per job (ingest, apply)")
 
 
 class Config(_Strict):
@@ -265,6 +288,7 @@ class Config(_Strict):
     evaluation: Evaluation = Evaluation()
     study: Study = Study()
     apply: Apply = Apply()
+    cluster: Cluster = Cluster()
 
     @field_validator("features")
     @classmethod

@@ -6,10 +6,13 @@ events (drawn with the run seed) drives early stopping; the best weights are res
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -213,6 +216,24 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
     out_dir = pnn_model.model_dir(cfg.run_dir) if out_dir is None else Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = [train_fold(cfg, events, f, out_dir, variant.parametric) for f in fold_ids]
+    with _metadata_lock(out_dir):  # fold jobs finishing together must not drop each other
+        _write_metadata(cfg, out_dir, masses, fold_ids, results, variant)
+    return TrainResult(out_dir, masses, results)
+
+
+@contextlib.contextmanager
+def _metadata_lock(out_dir: Path) -> Iterator[None]:
+    with open(out_dir / ".metadata.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_metadata(cfg: Config, out_dir: Path, masses: list[float], fold_ids: list[int],
+                    results: list[FoldResult], variant: Variant) -> None:
+    k = cfg.preprocessing.folds
     meta_path = out_dir / "metadata.json"
     earlier = []
     if meta_path.is_file() and len(fold_ids) < k:  # keep what other fold jobs recorded
@@ -240,4 +261,3 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
         "versions": _versions(),
         "fold_results": fold_results,
     })
-    return TrainResult(out_dir, masses, results)

@@ -42,3 +42,17 @@ def test_make_pipeline_is_incremental(tmp_path: Path) -> None:
     assert all(verb in plan for verb in ("generate", "ingest", "train", "evaluate", "report"))
     assert make("-n", "evaluate-1000").stdout.count("--mass 1000") == 1
     assert (run / "evaluate" / "m1000" / "metrics.json").stat().st_mtime == before
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_submit_and_status_pass_stage_and_scheduler(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", toy_config(tmp_path))
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    args = ["make", "-n", "-C", str(ROOT), f"CONFIG={cfg}", f"INSTALLED={stamp}", "PNN=pnn"]
+    out = subprocess.run([*args, "submit", "STAGE=train", "SCHEDULER=slurm", "ARGS=--dry-run"],
+                         capture_output=True, text=True, check=True).stdout
+    assert f"pnn submit {cfg} train --scheduler slurm --dry-run" in out
+    out = subprocess.run([*args, "status", "STAGE=evaluate"], capture_output=True, text=True,
+                         check=True).stdout
+    assert f"pnn status {cfg} evaluate" in out
