@@ -84,7 +84,7 @@ def _masses(requested: tuple[float, ...], default: list[float], what: str) -> li
     return sorted(set(requested))
 
 
-def _file_groups(files: list[str], per_job: int) -> list[list[str]]:
+def _file_groups(files: list, per_job: int) -> list[list]:
     if per_job < 1:
         raise PnnError(f"--files-per-job must be at least 1 (got {per_job})")
     return [files[i:i + per_job] for i in range(0, len(files), per_job)]
@@ -112,9 +112,10 @@ def split_evaluate(cfg: Config, config: str, sel: Selection) -> list[Task]:
             for m in _masses(sel.masses, default, "evaluation")]
 
 
-def sample_files(cfg: Config) -> list[str]:
-    """Every input ROOT file of the config, once, in sample order."""
-    seen: dict[str, None] = {}
+def sample_files(cfg: Config) -> list[tuple[str, str | None]]:
+    """Every (file, tree) input of the config, once, in sample order: the unit that
+    ``pnn ingest --shard`` deals out."""
+    seen: dict[tuple[str, str | None], None] = {}
     for s in cfg.samples.signal + cfg.samples.background:
         seen.update(dict.fromkeys(s.resolved_files()))
     return list(seen)
@@ -123,7 +124,9 @@ def sample_files(cfg: Config) -> list[str]:
 def split_ingest(cfg: Config, config: str, sel: Selection) -> list[Task]:
     """One task per group of input files: ``pnn ingest CONFIG --shard I/N``."""
     n = len(_file_groups(sample_files(cfg), sel.files_per_job))
-    return [Task(f"shard{i}", ["ingest", config, "--shard", f"{i}/{n}"]) for i in range(n)]
+    shards = cfg.run_dir.resolve() / "events.d"
+    return [Task(f"shard{i}", ["ingest", config, "--shard", f"{i}/{n}"],
+                 [str(shards / f"shard-{i}-of-{n}.parquet")]) for i in range(n)]
 
 
 def split_apply(cfg: Config, config: str, sel: Selection) -> list[Task]:
@@ -139,8 +142,15 @@ def split_apply(cfg: Config, config: str, sel: Selection) -> list[Task]:
             raise PnnError(f"--files: no file matches '{pattern}': check the path")
         files.extend(str(Path(m).resolve()) for m in matches)
     mass_args = [a for m in sorted(set(sel.masses)) for a in ("--mass", f"{m:g}")]
-    return [Task(f"files{i}", ["apply", config, *[a for f in group for a in ("--input", f)], *mass_args])
+    out = cfg.run_dir.resolve() / "apply"
+    return [Task(f"files{i}", ["apply", config, *[a for f in group for a in ("--input", f)], *mass_args],
+                 [str(out / f"{Path(f).stem}_pnn.root") for f in group])
             for i, group in enumerate(_file_groups(files, sel.files_per_job))]
+
+
+def _network_done(cfg: Config, name: str) -> str:
+    """The marker ``pnn study`` writes once a study network is trained and saved."""
+    return str(cfg.run_dir.resolve() / "study" / "networks" / name / "done.json")
 
 
 def split_interpolation(cfg: Config, config: str, sel: Selection) -> list[Task]:
@@ -148,14 +158,16 @@ def split_interpolation(cfg: Config, config: str, sel: Selection) -> list[Task]:
     interior = cfg.signal_masses(trained_only=True)[1:-1]
     if not interior:
         raise PnnError("the interpolation study needs at least three trained masses")
-    return [Task(f"holdout{m:g}", ["study", "interpolation", config, "--holdout", f"{m:g}"])
+    return [Task(f"holdout{m:g}", ["study", "interpolation", config, "--holdout", f"{m:g}"],
+                 [_network_done(cfg, f"holdout-m{m:g}")])
             for m in _masses(sel.masses, interior, "interior trained")]
 
 
 def split_dedicated(cfg: Config, config: str, sel: Selection) -> list[Task]:
     """One task per trained mass: ``pnn study dedicated CONFIG --mass M``."""
     trained = cfg.signal_masses(trained_only=True)
-    return [Task(_mass_label(m), ["study", "dedicated", config, "--mass", f"{m:g}"])
+    return [Task(_mass_label(m), ["study", "dedicated", config, "--mass", f"{m:g}"],
+                 [_network_done(cfg, f"dedicated-m{m:g}")])
             for m in _masses(sel.masses, trained, "trained")]
 
 
