@@ -84,7 +84,7 @@ def _masses(requested: tuple[float, ...], default: list[float], what: str) -> li
     return sorted(set(requested))
 
 
-def _file_groups(files: list, per_job: int) -> list[list]:
+def _file_groups(files: list[str], per_job: int) -> list[list[str]]:
     if per_job < 1:
         raise PnnError(f"--files-per-job must be at least 1 (got {per_job})")
     return [files[i:i + per_job] for i in range(0, len(files), per_job)]
@@ -112,12 +112,11 @@ def split_evaluate(cfg: Config, config: str, sel: Selection) -> list[Task]:
             for m in _masses(sel.masses, default, "evaluation")]
 
 
-def sample_files(cfg: Config) -> list[tuple[str, str | None]]:
-    """Every (file, tree) input of the config, once, in sample order: the unit that
-    ``pnn ingest --shard`` deals out."""
-    seen: dict[tuple[str, str | None], None] = {}
+def sample_files(cfg: Config) -> list[str]:
+    """Every input ROOT file of the config, once, in sample order."""
+    seen: dict[str, None] = {}
     for s in cfg.samples.signal + cfg.samples.background:
-        seen.update(dict.fromkeys(s.resolved_files()))
+        seen.update(dict.fromkeys(f for f, _ in s.resolved_files()))
     return list(seen)
 
 
