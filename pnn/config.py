@@ -195,6 +195,10 @@ class Training(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     nesterov: bool = Field(True, description="Nesterov momentum")
     decay: float = Field(1e-4, ge=0, description="lr(t) = lr / (1 + decay * step)")
+    ema: float = Field(
+        0.0, ge=0, lt=1, description="momentum of an exponential moving average of the weights, "
+        "swapped in after every epoch (0: off)"
+    )
     batch_size: int = Field(1024, gt=0, description="events per gradient step")
     epochs: int = Field(150, gt=0, description="maximum number of epochs")
     patience: int = Field(20, gt=0, description="early-stopping patience in epochs")

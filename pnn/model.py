@@ -42,8 +42,9 @@ def compile_model(model: keras.Model, training: Training) -> None:
     schedule = keras.optimizers.schedules.InverseTimeDecay(
         training.learning_rate, decay_steps=1, decay_rate=training.decay
     )
+    ema = {"use_ema": True, "ema_momentum": training.ema} if training.ema > 0 else {}
     optimizer = keras.optimizers.SGD(
-        learning_rate=schedule, momentum=training.momentum, nesterov=training.nesterov
+        learning_rate=schedule, momentum=training.momentum, nesterov=training.nesterov, **ema
     )
     model.compile(optimizer=optimizer, loss="binary_crossentropy")
 

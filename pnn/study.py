@@ -124,13 +124,20 @@ def _train_network(cfg: Config, variant: Variant, log_level: int) -> str:
     return variant.name
 
 
-def train_networks(cfg: Config, variants: list[Variant], jobs: int | None = None) -> list[str]:
-    """Train the variants not yet trained with this config, ``jobs`` processes at once."""
+def train_networks(cfg: Config, variants: list[Variant], jobs: int | None = None,
+                   meanwhile: Callable[[], None] | None = None) -> list[str]:
+    """Train the variants not yet trained with this config, ``jobs`` processes at once.
+
+    ``meanwhile`` runs in this process while the networks train (work that needs only the
+    PNN), so no core idles while the last networks finish.
+    """
     todo = [v for v in variants if not is_trained(cfg, v.name)]
     done = len(variants) - len(todo)
     if done:
         log.info("%d of %d study networks already trained with this config", done, len(variants))
     if not todo:
+        if meanwhile:
+            meanwhile()
         return []
     from pnn.ingest import load_events
 
@@ -142,6 +149,8 @@ def train_networks(cfg: Config, variants: list[Variant], jobs: int | None = None
     names = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = [pool.submit(_train_network, cfg, v, level) for v in todo]
+        if meanwhile:
+            meanwhile()
         for i, fut in enumerate(as_completed(futures), 1):
             names.append(fut.result())
             log.info("trained %s (%d/%d)", names[-1], i, len(todo))
@@ -572,25 +581,43 @@ def run_study(cfg: Config, which: str, jobs: int | None = None) -> StudyResult:
     if which not in STUDIES:
         raise PnnError(f"unknown study '{which}': choose one of {', '.join(STUDIES)}")
     events, meta, masses = _events(cfg)
-    needs_networks = which in ("interpolation", "all")
-    if needs_networks:
-        train_networks(cfg, network_variants(masses), jobs)
-    methods = load_methods(cfg, events, networks=needs_networks, bdt=needs_networks)
     out = study_dir(cfg)
     paths: list[Path] = []
     conclusions: list[str] = []
-    if needs_networks:
+
+    def pnn_only() -> None:
+        """Detuning and importance need only the PNN: they run while the baselines train."""
+        methods = load_methods(cfg, events, networks=False, bdt=False)
+        if which in ("detuning", "all"):
+            peaks = run_detuning(cfg, events, methods)
+            good = sum(p.within_one_step for p in peaks)
+            conclusions.append(f"detuning: {good} of {len(peaks)} curves peak within one grid "
+                               "step of the true mass")
+            paths.extend([out / "detuning.csv", out / "detuning_peaks.json", out / "detuning.png"])
+        if which in ("importance", "all"):
+            run_importance(cfg, events, methods)
+            paths.extend([out / "importance.csv", out / "importance.png"])
+
+    if which in ("interpolation", "all"):
+        _limit_threads(cfg.study.threads_per_network)  # share the cores with the trainings
+        train_networks(cfg, network_variants(masses), jobs, meanwhile=pnn_only)
+        methods = load_methods(cfg, events)
         table = run_interpolation(cfg, events, methods, bool(meta.get("toy")))
-        conclusions += interpolation_conclusions(table, masses)
-        paths += [out / "interpolation.csv", out / "interpolation.json", out / "interpolation.png"]
-    if which in ("detuning", "all"):
-        peaks = run_detuning(cfg, events, methods)
-        good = sum(p.within_one_step for p in peaks)
-        conclusions.append(f"detuning: {good} of {len(peaks)} curves peak within one grid step "
-                           "of the true mass")
-        paths += [out / "detuning.csv", out / "detuning_peaks.json", out / "detuning.png"]
-    if which in ("importance", "all"):
-        run_importance(cfg, events, methods)
-        paths += [out / "importance.csv", out / "importance.png"]
+        conclusions[:0] = interpolation_conclusions(table, masses)
+        paths[:0] = [out / "interpolation.csv", out / "interpolation.json", out / "interpolation.png"]
+    else:
+        pnn_only()
     paths.append(write_markdown(cfg, masses))
     return StudyResult(paths, conclusions)
+
+
+def _limit_threads(n: int) -> None:
+    """Cap TensorFlow's threads in this process, if it has not started yet."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:  # already initialised (e.g. in a test process): keep its setting
+        log.debug("TensorFlow already initialised; thread count unchanged")

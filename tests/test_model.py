@@ -64,3 +64,14 @@ def test_each_event_is_scored_by_the_model_that_did_not_train_on_it(keras) -> No
     train, idx = fm.score(X, 1000.0, ev, split="train")
     # model 0 scores the odd events it trained on, model 1 the even ones
     np.testing.assert_allclose(train, np.where(ev[idx] % 2 == 1, expect[0], expect[1]), rtol=1e-6)
+
+
+def test_weight_averaging_is_switched_on_by_the_config() -> None:
+    from pnn import model as pnn_model
+    from pnn.config import Training
+
+    net = pnn_model.build_model(3, [4], "relu", seed=0)
+    pnn_model.compile_model(net, Training(ema=0.99))
+    assert net.optimizer.use_ema and net.optimizer.ema_momentum == 0.99
+    pnn_model.compile_model(net, Training())
+    assert not net.optimizer.use_ema
