@@ -84,9 +84,9 @@ def neighbours(mass: float, masses: list[float]) -> tuple[float | None, float | 
 
 def network_variants(masses: list[float]) -> list[Variant]:
     """Every baseline network of the study, largest first (so parallel training ends sooner)."""
-    out = [Variant(f"holdout-m{m:g}", tuple(x for x in masses if x != m), True)
-           for m in interior(masses)]
-    out.append(Variant("nonparametric", None, False))
+    out = [Variant("nonparametric", None, False)]
+    out += [Variant(f"holdout-m{m:g}", tuple(x for x in masses if x != m), True)
+            for m in interior(masses)]
     out += [Variant(f"dedicated-m{m:g}", (m,), False) for m in masses]
     return out
 
@@ -103,8 +103,8 @@ def is_trained(cfg: Config, name: str) -> bool:
     return marker.is_file() and json.loads(marker.read_text()).get("digest") == training_digest(cfg)
 
 
-def _train_network(cfg: Config, variant: Variant, log_level: int) -> str:
-    """Worker process: train one network with a fixed number of threads, then mark it done."""
+def _train_fold(cfg: Config, variant: Variant, fold: int, log_level: int) -> tuple[str, dict]:
+    """Worker process: train one fold of one network with a fixed number of threads."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -117,19 +117,18 @@ def _train_network(cfg: Config, variant: Variant, log_level: int) -> str:
     from pnn import ingest, train
 
     events, _ = ingest.load_events(cfg)
-    out = network_dir(cfg, variant.name)
-    res = train.train(cfg, events, variant=variant, out_dir=out / "model")
-    write_json(out / "done.json", {"digest": training_digest(cfg), "variant": asdict(variant),
-                                   "folds": [asdict(f) for f in res.folds]})
-    return variant.name
+    res = train.train(cfg, events, [fold], variant=variant,
+                      out_dir=network_dir(cfg, variant.name) / "model")
+    return variant.name, asdict(res.folds[0])
 
 
 def train_networks(cfg: Config, variants: list[Variant], jobs: int | None = None,
                    meanwhile: Callable[[], None] | None = None) -> list[str]:
     """Train the variants not yet trained with this config, ``jobs`` processes at once.
 
-    ``meanwhile`` runs in this process while the networks train (work that needs only the
-    PNN), so no core idles while the last networks finish.
+    Each fold of each network is one unit of work, so the processes stay busy to the end;
+    a network is marked done once all its folds are. ``meanwhile`` runs in this process
+    while the networks train (work that needs only the PNN).
     """
     todo = [v for v in variants if not is_trained(cfg, v.name)]
     done = len(variants) - len(todo)
@@ -142,18 +141,32 @@ def train_networks(cfg: Config, variants: list[Variant], jobs: int | None = None
     from pnn.ingest import load_events
 
     load_events(cfg)  # fail here, once, if there is no events table
-    jobs = min(jobs or cfg.study.jobs, len(todo))
-    log.info("training %d study networks, %d at a time", len(todo), jobs)
+    k = cfg.preprocessing.folds
+    units = [(v, f) for v in todo for f in range(k)]
+    jobs = min(jobs or cfg.study.jobs, len(units))
+    log.info("training %d study networks (%d folds each), %d processes", len(todo), k, jobs)
     level = logging.getLogger().getEffectiveLevel()
-    ctx = multiprocessing.get_context("spawn")
+    by_name = {v.name: v for v in todo}
+    folds_done: dict[str, list[dict]] = {v.name: [] for v in todo}
     names = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(_train_network, cfg, v, level) for v in todo]
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(_train_fold, cfg, v, f, level) for v, f in units]
         if meanwhile:
             meanwhile()
-        for i, fut in enumerate(as_completed(futures), 1):
-            names.append(fut.result())
-            log.info("trained %s (%d/%d)", names[-1], i, len(todo))
+        for fut in as_completed(futures):
+            name, result = fut.result()
+            folds_done[name].append(result)
+            if len(folds_done[name]) == k:
+                write_json(network_dir(cfg, name) / "done.json", {
+                    "digest": training_digest(cfg), "variant": asdict(by_name[name]),
+                    "folds": sorted(folds_done[name], key=lambda r: r["fold"])})
+                names.append(name)
+                log.info("trained %s (%d/%d)", name, len(names), len(todo))
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     return names
 
 

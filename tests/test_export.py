@@ -224,3 +224,29 @@ def test_help_does_not_import_onnx() -> None:
             "assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules\n"
             "assert 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_onnx_scores_equal_pnn_apply(exported, tmp_path) -> None:
+    """The ONNX models, fed the raw branches of an ntuple, give the scores pnn apply writes."""
+    import uproot
+
+    from pnn import export
+
+    cfg, _ = exported
+    config = Path(cfg.output_dir).parent / "config.yaml"
+    signal = Path(cfg.generate.output) / "signal.root"
+    res = CliRunner().invoke(main, ["apply", str(config), "--input", str(signal), "--tree",
+                                    "Xtohh1000", "--mass", "750", "--mass", "1000",
+                                    "-o", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    with uproot.open(tmp_path / "signal_pnn.root") as f:
+        friend = f["Xtohh1000"].arrays(library="np")
+    with uproot.open(signal) as f:
+        raw = f["Xtohh1000"].arrays([*cfg.features, "EventNumber"], library="np")
+    X = np.column_stack([raw[c] for c in cfg.features]).astype(np.float64)
+    onnx_models = export.OnnxModels.load(export.export_dir(cfg.run_dir))
+    for mass in (750.0, 1000.0):
+        written = friend[f"pnn_score_m{mass:g}"]
+        assert len(written) == len(X) and np.std(written) > 0.01
+        np.testing.assert_allclose(written, onnx_models.score(X, mass, raw["EventNumber"]),
+                                   rtol=0, atol=1e-5)
