@@ -150,9 +150,14 @@ def interpolation(table: pd.DataFrame, labels: Mapping[str, str], held_out: list
     with plt.style.context(mplhep.style.ROOT):
         fig, axes = plt.subplots(1, 2, figsize=(15, 6))
     fig.subplots_adjust(wspace=0.3)
-    styles = {"pnn_holdout": dict(ls="none", marker="*", ms=14),
-              "dedicated_below": dict(ls=":", marker="v"), "dedicated_above": dict(ls=":", marker="^"),
-              "optimal": dict(color="k", ls="--", marker="")}
+    styles = {"pnn": dict(color="#1f77b4", lw=2.5), "pnn_holdout": dict(color="#ff7f0e", ls="none",
+                                                                       marker="*", ms=16),
+              "dedicated": dict(color="#2ca02c"),
+              "dedicated_below": dict(color="#7f7f7f", ls=":", marker="v"),
+              "dedicated_above": dict(color="#7f7f7f", ls=":", marker="^"),
+              "nonparametric": dict(color="#9467bd"), "bdt": dict(color="#8c564b"),
+              "bdt_holdout": dict(color="#e377c2", ls="none", marker="X", ms=10),
+              "window": dict(color="#d62728", ls="-."), "optimal": dict(color="k", ls="--", marker="")}
     for ax, key, ylabel in ((axes[0], "auc", "ROC AUC"), (axes[1], "z", "Asimov Z")):
         for method, label in labels.items():
             rows = table[table["method"] == method].sort_values("mass")
