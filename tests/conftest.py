@@ -66,6 +66,18 @@ def small_toy(tmp_path: Path) -> Path:
     return write_config(tmp_path / "config.yaml", cfg)
 
 
+@pytest.fixture
+def toy_events(small_toy):
+    """``(config, events table)`` of the small toy, ingested."""
+    from pnn import ingest
+    from pnn.config import load_config
+
+    cfg = load_config(small_toy)
+    ingest.ingest(cfg)
+    events, _ = ingest.load_events(cfg)
+    return cfg, events
+
+
 def echo_models(features: list[str], column: int):
     """Two fold models whose score is one scaled input (-1: the mass, as every event gets it).
 

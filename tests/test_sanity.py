@@ -13,38 +13,30 @@ from pnn.train import training_events
 from .conftest import echo_models, toy_config, write_config
 
 
-@pytest.fixture
-def cfg_events(small_toy):
-    cfg = load_config(small_toy)
-    ingest.ingest(cfg)
-    events, _ = ingest.load_events(cfg)
-    return cfg, events
-
-
-def test_mass_leak_passes_when_background_masses_follow_the_signal(cfg_events) -> None:
-    cfg, events = cfg_events
+def test_mass_leak_passes_when_background_masses_follow_the_signal(toy_events) -> None:
+    cfg, events = toy_events
     check = sanity.mass_leak(cfg, training_events(cfg, events), 0.02)
     assert check.passed and abs(check.value - 0.5) < 0.02 and check.warning == ""
 
 
-def test_mass_leak_fires_for_background_masses_fixed_at_zero(cfg_events, monkeypatch) -> None:
-    cfg, events = cfg_events
+def test_mass_leak_fires_for_background_masses_fixed_at_zero(toy_events, monkeypatch) -> None:
+    cfg, events = toy_events
     monkeypatch.setattr(MassPrior, "draw", lambda self, rng, n: np.zeros(n))
     check = sanity.mass_leak(cfg, training_events(cfg, events), 0.02)
     assert not check.passed and check.value > 0.99
     assert "mass leak" in check.warning
 
 
-def test_mass_leak_fires_for_continuous_background_masses(cfg_events, monkeypatch) -> None:
-    cfg, events = cfg_events
+def test_mass_leak_fires_for_continuous_background_masses(toy_events, monkeypatch) -> None:
+    cfg, events = toy_events
     monkeypatch.setattr(MassPrior, "draw",
                         lambda self, rng, n: rng.uniform(self.masses.min(), self.masses.max(), n))
     check = sanity.mass_leak(cfg, training_events(cfg, events), 0.02)
     assert not check.passed and check.value > 0.9
 
 
-def test_ignored_mass_fires_for_a_network_blind_to_the_mass(cfg_events) -> None:
-    cfg, events = cfg_events
+def test_ignored_mass_fires_for_a_network_blind_to_the_mass(toy_events) -> None:
+    cfg, events = toy_events
     blind = evaluate.run_checks(cfg, events, echo_models(cfg.features, 0))
     assert [c.name for c in blind] == ["mass_leak", "mass_sensitivity"]
     assert not blind[1].passed and "ignored mass" in blind[1].warning
@@ -97,8 +89,8 @@ def test_effective_events_of_weights() -> None:
     assert any("background weights are worth only" in x for x in warned)
 
 
-def test_report_prints_the_sanity_warnings(cfg_events) -> None:
-    cfg, events = cfg_events
+def test_report_prints_the_sanity_warnings(toy_events) -> None:
+    cfg, events = toy_events
     evaluate.run_checks(cfg, events, echo_models(cfg.features, 0))
     evaluate.evaluate_mass(cfg, events, echo_models(cfg.features, 0), 1000.0, True)
     rep = report.report(cfg)

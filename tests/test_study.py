@@ -7,20 +7,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from pnn import ingest, study, toy
+from pnn import study, toy
 from pnn.cli import main
-from pnn.config import load_config
 from pnn.errors import PnnError
 
 from .conftest import toy_config, write_config
-
-
-@pytest.fixture
-def cfg_events(small_toy):
-    cfg = load_config(small_toy)
-    ingest.ingest(cfg)
-    events, _ = ingest.load_events(cfg)
-    return cfg, events
 
 
 def oracle(features):
@@ -50,8 +41,8 @@ def test_variants_cover_hold_outs_and_baselines() -> None:
         study.select_variants(study.network_variants([500.0, 750.0, 1000.0]), "holdout", [500.0])
 
 
-def test_detuning_of_the_optimal_classifier_peaks_at_the_true_mass(cfg_events) -> None:
-    cfg, events = cfg_events
+def test_detuning_of_the_optimal_classifier_peaks_at_the_true_mass(toy_events) -> None:
+    cfg, events = toy_events
     cfg = cfg.model_copy(update={"study": cfg.study.model_copy(update={"detuning_step": 100.0})})
     methods = study.Methods([500.0, 1000.0, 1500.0], oracle(cfg.features))
     table, peaks = study.detuning(cfg, events, methods)
@@ -65,8 +56,8 @@ def test_detuning_of_the_optimal_classifier_peaks_at_the_true_mass(cfg_events) -
     assert not all(p.within_one_step for p in flat)
 
 
-def test_interpolation_compares_every_method_at_every_mass(cfg_events) -> None:
-    cfg, events = cfg_events
+def test_interpolation_compares_every_method_at_every_mass(toy_events) -> None:
+    cfg, events = toy_events
     o = oracle(cfg.features)
     methods = study.Methods([500.0, 1000.0, 1500.0], o,
                             networks={"holdout-m1000": o, "nonparametric": blind,
@@ -87,8 +78,8 @@ def test_interpolation_compares_every_method_at_every_mass(cfg_events) -> None:
     assert any(line.startswith("PNN with 1000 GeV held out: AUC") for line in lines)
 
 
-def test_parametric_bdt_learns_and_scores_unseen_folds(cfg_events) -> None:
-    cfg, events = cfg_events
+def test_parametric_bdt_learns_and_scores_unseen_folds(toy_events) -> None:
+    cfg, events = toy_events
     cfg = cfg.model_copy(update={"study": cfg.study.model_copy(update={"bdt_max_iter": 30})})
     score = study.fit_bdt(cfg, events)
     t = study.test_set(cfg, events, 1000.0)
@@ -101,8 +92,8 @@ def test_parametric_bdt_learns_and_scores_unseen_folds(cfg_events) -> None:
     assert not np.allclose(s, score(t.X, 500.0, t.evno))
 
 
-def test_permutation_importance_ranks_the_features(cfg_events) -> None:
-    cfg, events = cfg_events
+def test_permutation_importance_ranks_the_features(toy_events) -> None:
+    cfg, events = toy_events
     cfg = cfg.model_copy(update={"study": cfg.study.model_copy(update={"importance_repeats": 1})})
     table = study.importance(cfg, events, study.Methods([500.0, 1000.0, 1500.0], oracle(cfg.features)))
     assert set(table.feature) == set(cfg.features)

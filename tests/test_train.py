@@ -1,29 +1,19 @@
 import numpy as np
 import pytest
 
-from pnn import ingest
 from pnn import train as pnn_train
-from pnn.config import load_config
 from pnn.preprocess import InputScaler, MassPrior, folds
 
 
-@pytest.fixture
-def events_cfg(small_toy):
-    cfg = load_config(small_toy)
-    ingest.ingest(cfg)
-    events, _ = ingest.load_events(cfg)
-    return cfg, events
-
-
-def test_off_grid_signal_never_enters_training(events_cfg) -> None:
-    cfg, events = events_cfg
+def test_off_grid_signal_never_enters_training(toy_events) -> None:
+    cfg, events = toy_events
     used = pnn_train.training_events(cfg, events)
     assert 750 not in set(used.loc[used.label == 1, "mass"])
     assert (used.label == 0).sum() == (events.label == 0).sum()
 
 
-def test_fold_split_uses_only_other_folds(events_cfg) -> None:
-    cfg, events = events_cfg
+def test_fold_split_uses_only_other_folds(toy_events) -> None:
+    cfg, events = toy_events
     events = pnn_train.training_events(cfg, events)
     train, val = pnn_train.split_fold(cfg, events, 0)
     in_fold1 = events[folds(events.event_number.to_numpy(), 2) == 1]
@@ -37,10 +27,10 @@ def test_fold_split_uses_only_other_folds(events_cfg) -> None:
     assert totals == pytest.approx([totals[0]] * 3, rel=1e-6)
 
 
-def test_background_masses_are_redrawn_every_epoch(events_cfg) -> None:
+def test_background_masses_are_redrawn_every_epoch(toy_events) -> None:
     from pnn import model as pnn_model
 
-    cfg, events = events_cfg
+    cfg, events = toy_events
     train, _ = pnn_train.split_fold(cfg, pnn_train.training_events(cfg, events), 0)
     sig = train.y == 1
     prior = MassPrior.from_signal(train.mass[sig], train.w[sig])
@@ -59,8 +49,8 @@ def test_background_masses_are_redrawn_every_epoch(events_cfg) -> None:
     assert np.array_equal(x[sig, -1], scaler.scale_mass(train.mass[sig]))
 
 
-def test_repeated_event_numbers_within_a_sample_are_reported(events_cfg, caplog) -> None:
-    _, events = events_cfg
+def test_repeated_event_numbers_within_a_sample_are_reported(toy_events, caplog) -> None:
+    _, events = toy_events
     assert pnn_train.warn_repeated_event_numbers(events, "EventNumber") == 0
     doubled = events.copy()
     doubled.loc[doubled.index[:5], "event_number"] = doubled["event_number"].iloc[5]
