@@ -24,6 +24,7 @@ from pnn.config import Config
 from pnn.errors import PnnError
 from pnn.model import FoldModels
 from pnn.preprocess import cut_halves, feature_matrix, mass_mask
+from pnn.train import training_events
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,6 @@ def sanity_path(run_dir: Path) -> Path:
 
 def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sanity.Check]:
     """Run-level sanity checks (mass leak, ignored mass); written to ``sanity.json``."""
-    from pnn.train import training_events
-
     checks = [sanity.mass_leak(cfg, training_events(cfg, events), cfg.evaluation.mass_leak_tolerance)]
     rng = np.random.default_rng([cfg.seed, 17])
     pick = np.sort(rng.choice(len(events), min(len(events), sanity.SENSITIVITY_EVENTS), replace=False))

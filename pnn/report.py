@@ -101,16 +101,23 @@ def comparison(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def write_table(table: pd.DataFrame, base: Path) -> tuple[Path, Path]:
+    """``base.csv`` and ``base.json`` (one record per row, NaN as null), written atomically."""
+    csv, js = base.with_suffix(".csv"), base.with_suffix(".json")
+    with atomic_path(csv) as tmp:
+        table.to_csv(tmp, index=False)
+    records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+               for r in table.astype(object).to_dict(orient="records")]
+    write_json(js, records)
+    return csv, js
+
+
 def report(cfg: Config) -> Report:
     """Write summary.csv, summary.json and summary.png in the run directory."""
     table, warnings = collect(cfg)
     run = cfg.run_dir
     paths = {"csv": run / "summary.csv", "json": run / "summary.json", "plot": run / "summary.png"}
-    with atomic_path(paths["csv"]) as tmp:
-        table.to_csv(tmp, index=False)
-    records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-               for r in table.astype(object).to_dict(orient="records")]
-    write_json(paths["json"], records)
+    write_table(table, run / "summary")
     plots.summary(table, paths["plot"])
     text = "\n".join([markdown(table), "", *comparison(table)]).rstrip()
     return Report(table, text, warnings, paths)

@@ -33,11 +33,12 @@ import numpy as np
 import pandas as pd
 
 from pnn import metrics, plots, toy
-from pnn.atomic import atomic_path, write_json, write_text
+from pnn.atomic import write_json, write_text
 from pnn.config import Config
 from pnn.errors import PnnError
 from pnn.evaluate import evaluable_masses, method_metrics
 from pnn.preprocess import MassPrior, cut_halves, feature_matrix, folds, mass_mask
+from pnn.report import markdown, write_table
 from pnn.train import Variant, split_fold, training_events
 
 log = logging.getLogger(__name__)
@@ -483,14 +484,6 @@ def importance(cfg: Config, events: pd.DataFrame, methods: Methods) -> pd.DataFr
 
 # -- outputs --------------------------------------------------------------------------------
 
-def _write_table(table: pd.DataFrame, base: Path) -> None:
-    with atomic_path(base.with_suffix(".csv")) as tmp:
-        table.to_csv(tmp, index=False)
-    records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-               for r in table.astype(object).to_dict(orient="records")]
-    write_json(base.with_suffix(".json"), records)
-
-
 def _load_table(base: Path) -> pd.DataFrame | None:
     return pd.read_csv(base.with_suffix(".csv")) if base.with_suffix(".csv").is_file() else None
 
@@ -498,7 +491,7 @@ def _load_table(base: Path) -> pd.DataFrame | None:
 def run_interpolation(cfg: Config, events: pd.DataFrame, methods: Methods, is_toy: bool) -> pd.DataFrame:
     table = interpolation(cfg, events, methods, is_toy)
     out = study_dir(cfg)
-    _write_table(table, out / "interpolation")
+    write_table(table, out / "interpolation")
     plots.interpolation(table, METHOD_LABELS, interior(methods.masses), out / "interpolation.png")
     return table
 
@@ -506,7 +499,7 @@ def run_interpolation(cfg: Config, events: pd.DataFrame, methods: Methods, is_to
 def run_detuning(cfg: Config, events: pd.DataFrame, methods: Methods) -> list[DetuningPeak]:
     table, peaks = detuning(cfg, events, methods)
     out = study_dir(cfg)
-    _write_table(table, out / "detuning")
+    write_table(table, out / "detuning")
     write_json(out / "detuning_peaks.json", [asdict(p) for p in peaks])
     plots.detuning(table, out / "detuning.png")
     return peaks
@@ -515,15 +508,9 @@ def run_detuning(cfg: Config, events: pd.DataFrame, methods: Methods) -> list[De
 def run_importance(cfg: Config, events: pd.DataFrame, methods: Methods) -> pd.DataFrame:
     table = importance(cfg, events, methods)
     out = study_dir(cfg)
-    _write_table(table, out / "importance")
+    write_table(table, out / "importance")
     plots.importance(table, out / "importance.png")
     return table
-
-
-def _md_table(table: pd.DataFrame) -> str:
-    from pnn.report import markdown
-
-    return markdown(table)
 
 
 def write_markdown(cfg: Config, masses: list[float]) -> Path:
@@ -538,21 +525,21 @@ def write_markdown(cfg: Config, masses: list[float]) -> Path:
                   "Held out: " + ", ".join(f"{m:g}" for m in interior(masses)) + " GeV (one PNN each). "
                   "Masses never trained on: " + (", ".join(
                       f"{m:g}" for m in sorted(set(interp.loc[~interp['trained'], 'mass']))) or "none")
-                  + " GeV.", "", "### AUC", "", _md_table(wide), "", "### Asimov Z", "",
-                  _md_table(wide_z), "", "### Conclusions", ""]
+                  + " GeV.", "", "### AUC", "", markdown(wide), "", "### Asimov Z", "",
+                  markdown(wide_z), "", "### Conclusions", ""]
         parts += [f"- {line}" for line in interpolation_conclusions(interp, masses)] + [""]
     peaks_file = out / "detuning_peaks.json"
     if peaks_file.is_file():
         peaks = pd.DataFrame(json.loads(peaks_file.read_text()))
         good = int(peaks["within_one_step"].sum())
-        parts += ["## Detuning", "", _md_table(peaks), "",
+        parts += ["## Detuning", "", markdown(peaks), "",
                   f"- {good} of {len(peaks)} curves peak within one grid step of the true mass", ""]
     imp = _load_table(out / "importance")
     if imp is not None:
         wide = imp.pivot_table(index="mass", columns="feature", values="auc_drop").reset_index()
         lo, hi = wide["mass"].min(), wide["mass"].max()
         top = {m: wide.set_index("mass").loc[m].idxmax() for m in (lo, hi)}
-        parts += ["## Permutation importance (drop in AUC)", "", _md_table(wide), "",
+        parts += ["## Permutation importance (drop in AUC)", "", markdown(wide), "",
                   f"- Most important input at {lo:g} GeV: {top[lo]}; at {hi:g} GeV: {top[hi]}", ""]
     path = out / "study.md"
     write_text(path, "\n".join(parts))

@@ -218,14 +218,6 @@ def test_missing_export_is_a_clear_error(tmp_path) -> None:
         export.score(tmp_path, np.zeros((1, 5)), 500.0, np.zeros(1, np.int64))
 
 
-def test_help_does_not_import_onnx() -> None:
-    code = ("import sys; from pnn.cli import main\n"
-            "try:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\n"
-            "assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules\n"
-            "assert 'tensorflow' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-
-
 def test_onnx_scores_equal_pnn_apply(exported, tmp_path) -> None:
     """The ONNX models, fed the raw branches of an ntuple, give the scores pnn apply writes."""
     import uproot

@@ -73,8 +73,7 @@ def test_interpolation_compares_every_method_at_every_mass(toy_events) -> None:
     assert row.loc["pnn", "auc"] == pytest.approx(row.loc["optimal", "auc"])
     assert row.loc["pnn", "auc"] > row.loc["nonparametric", "auc"]
     assert not row.loc["pnn_holdout", "trained_at_mass"] and row.loc["pnn", "trained_at_mass"]
-    lines = study.interpolation_conclusions(table.assign(
-        **{"method": table.method}), [500.0, 1000.0, 1500.0])
+    lines = study.interpolation_conclusions(table, [500.0, 1000.0, 1500.0])
     assert any(line.startswith("PNN with 1000 GeV held out: AUC") for line in lines)
 
 
