@@ -15,9 +15,9 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from pnn.config import Config, load_config
-from pnn.errors import PnnError
-from pnn.jobs import STAGES
+from pnn.batch.jobs import STAGES
+from pnn.core.config import Config, load_config
+from pnn.core.errors import PnnError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def do_generate(cfg: Config, objects: bool = False) -> None:
-    from pnn import toy
+    from pnn.io import toy
 
     gen = cfg.generate
     if gen is None:
@@ -83,7 +83,7 @@ def do_generate(cfg: Config, objects: bool = False) -> None:
 
 
 def do_ingest(cfg: Config, shard: tuple[int, int] | None = None) -> None:
-    from pnn import ingest
+    from pnn.io import ingest
 
     res = ingest.ingest(cfg, shard)
     click.echo(f"wrote {res.events} events from {len(res.samples)} samples to {res.path}")
@@ -102,7 +102,8 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 
 
 def do_train(cfg: Config, folds: tuple[int, ...] = ()) -> None:
-    from pnn import ingest, train
+    from pnn.io import ingest
+    from pnn.learn import train
 
     events, _ = ingest.load_events(cfg)
     res = train.train(cfg, events, list(folds) or None)
@@ -114,7 +115,8 @@ def do_train(cfg: Config, folds: tuple[int, ...] = ()) -> None:
 
 def do_evaluate(cfg: Config, masses: tuple[float, ...] = (),
                 allow_extrapolation: bool | None = None) -> None:
-    from pnn import evaluate, ingest
+    from pnn.io import ingest
+    from pnn.stats import evaluate
 
     events, meta = ingest.load_events(cfg)
     results = evaluate.evaluate(cfg, events, meta, list(masses) or None, allow_extrapolation)
@@ -124,7 +126,7 @@ def do_evaluate(cfg: Config, masses: tuple[float, ...] = (),
 
 
 def do_report(cfg: Config) -> None:
-    from pnn import report
+    from pnn.stats import report
 
     rep = report.report(cfg)
     click.echo(rep.markdown)
@@ -134,7 +136,7 @@ def do_report(cfg: Config) -> None:
 
 
 def do_export(cfg: Config) -> None:
-    from pnn import export
+    from pnn.deploy import export
 
     res = export.export(cfg)
     click.echo(f"wrote {len(res.models)} ONNX models to {res.directory}, described in {res.sidecar}")
@@ -218,7 +220,7 @@ jobs_opt = click.option("--jobs", "-j", type=click.IntRange(min=1), default=None
 
 
 def _run_study(config: str, output_dir: str | None, which: str, jobs: int | None) -> None:
-    from pnn import study as pnn_study
+    from pnn.validate import study as pnn_study
 
     res = pnn_study.run_study(_load(config, output_dir), which, jobs)
     for line in res.conclusions:
@@ -228,7 +230,7 @@ def _run_study(config: str, output_dir: str | None, which: str, jobs: int | None
 
 def _train_study(config: str, output_dir: str | None, kind: str, masses: tuple[float, ...],
                  jobs: int | None) -> None:
-    from pnn import study as pnn_study
+    from pnn.validate import study as pnn_study
 
     names = pnn_study.train_some(_load(config, output_dir), kind, list(masses), jobs)
     click.echo(f"trained {len(names)} {kind} networks" + (f": {', '.join(names)}" if names else
@@ -324,7 +326,7 @@ CLUSTER_KEYS = ("partition", "account", "time", "memory", "cpus", "max_concurren
 def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees: tuple[str, ...],
           output_dir: str | None, force: bool) -> None:
     """Write per-mass scores as friend trees entry-aligned with the input ntuples."""
-    from pnn import apply as pnn_apply
+    from pnn.deploy import apply as pnn_apply
 
     cfg = load_config(config)
     results = pnn_apply.apply(cfg, list(inputs), list(masses) or None, output_dir, force,
@@ -367,7 +369,7 @@ def submit(config: str, stage: str, output_dir: str | None, scheduler: str | Non
 
     Finished tasks are skipped, so submitting again after a failure redoes only what failed.
     """
-    from pnn import jobs, schedulers
+    from pnn.batch import jobs, schedulers
 
     cfg = _load(config, output_dir)
     given = dict(zip(CLUSTER_KEYS, (partition, account, time_, memory, cpus, max_concurrent,
@@ -402,7 +404,7 @@ def status(config: str, stage: str, output_dir: str | None) -> None:
 
     Exits with code 1 while any task has failed.
     """
-    from pnn import jobs, schedulers
+    from pnn.batch import jobs, schedulers
 
     jd = jobs.JobDir.of(_load(config, output_dir), stage)
     rows = jobs.status(jd, *schedulers.scheduler_view(jd))
@@ -416,6 +418,31 @@ def status(config: str, stage: str, output_dir: str | None) -> None:
     click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     if counts["failed"]:
         sys.exit(1)
+
+
+@main.group(hidden=True)
+def job() -> None:
+    """Entry points of batch job scripts (written by 'pnn submit')."""
+
+
+@job.command("run-task")
+@click.argument("job_dir", type=click.Path(file_okay=False))
+@click.argument("index", type=int)
+@click.option("--selected-only", is_flag=True, help="Skip the task unless it was selected at submission.")
+def job_run_task(job_dir: str, index: int, selected_only: bool) -> None:
+    """Run task INDEX of a job directory and record its outcome."""
+    from pnn.batch import jobs
+
+    sys.exit(jobs.run_task(job_dir, index, selected_only=selected_only))
+
+
+@job.command("run-collect")
+@click.argument("job_dir", type=click.Path(file_okay=False))
+def job_run_collect(job_dir: str) -> None:
+    """Run the collect step of a job directory once every task is done."""
+    from pnn.batch import jobs
+
+    sys.exit(jobs.run_collect(job_dir))
 
 
 @main.command()

@@ -33,12 +33,12 @@ import pyarrow.parquet as pq
 import uproot
 import yaml
 
-from pnn import apply as pnn_apply
-from pnn import ingest, toy
-from pnn import model as pnn_model
-from pnn import train as pnn_train
-from pnn.config import load_config
-from pnn.preprocess import InputScaler, MassPrior
+from pnn.core.config import load_config
+from pnn.deploy import apply as pnn_apply
+from pnn.io import ingest, toy
+from pnn.learn import model as pnn_model
+from pnn.learn import train as pnn_train
+from pnn.learn.preprocess import InputScaler, MassPrior
 
 
 def _config(tmp: Path, masses: list[float], events: int, background: int) -> Path:

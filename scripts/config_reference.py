@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from pnn.config import reference_markdown
+from pnn.core.config import reference_markdown
 
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pnn import toy
+from pnn.io import toy
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 
@@ -69,8 +69,8 @@ def small_toy(tmp_path: Path) -> Path:
 @pytest.fixture
 def toy_events(small_toy):
     """``(config, events table)`` of the small toy, ingested."""
-    from pnn import ingest
-    from pnn.config import load_config
+    from pnn.core.config import load_config
+    from pnn.io import ingest
 
     cfg = load_config(small_toy)
     ingest.ingest(cfg)
@@ -86,8 +86,8 @@ def echo_models(features: list[str], column: int):
     """
     import keras
 
-    from pnn.model import FoldModels
-    from pnn.preprocess import InputScaler
+    from pnn.learn.model import FoldModels
+    from pnn.learn.preprocess import InputScaler
 
     n = len(features) + 1
     models = []

@@ -11,9 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from pnn.cli import main
-from pnn.config import load_config
-
-from .conftest import toy_config, write_config
+from pnn.core.config import load_config
+from tests.conftest import toy_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"mass", "trained", "auc", "auc_optimal", "auc_window", "z", "z_optimal", "z_window",
@@ -152,7 +151,7 @@ def test_folds_trained_one_at_a_time_make_a_complete_model(finished_run, tmp_pat
 
 
 def test_interrupted_ingest_leaves_no_table(small_toy, monkeypatch) -> None:
-    from pnn import ntuple
+    from pnn.io import ntuple
 
     real = ntuple.iterate
     calls = []
@@ -175,7 +174,7 @@ def test_interrupted_ingest_leaves_no_table(small_toy, monkeypatch) -> None:
 def test_toy_objects_config_trains_from_jagged_branches(tmp_path) -> None:
     import yaml
 
-    from pnn import ingest
+    from pnn.io import ingest
 
     raw = yaml.safe_load((ROOT / "configs" / "toy_objects.yaml").read_text())
     data = tmp_path / "ntuples"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import toy_config, write_config
+from tests.conftest import toy_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pnn.config import reference_markdown
+from pnn.core.config import reference_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 

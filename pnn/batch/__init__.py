@@ -1,0 +1,1 @@
+"""Cluster jobs: splitting stages into tasks and the Slurm/HTCondor/local schedulers."""

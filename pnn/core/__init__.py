@@ -1,0 +1,1 @@
+"""Foundations every stage shares: typed config, errors, atomic writes."""

@@ -1,0 +1,395 @@
+"""YAML configuration, validated at load into typed objects.
+
+Unknown keys, wrong types and missing files fail at once with a message naming the file,
+the key and the fix. Paths in the config are relative to the current working directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pnn.core.errors import PnnError
+
+log = logging.getLogger(__name__)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SumWeights(_Strict):
+    """Where the sum of generated weights of a sample comes from (for cross-section scaling)."""
+
+    branch: str | None = Field(None, description="branch summed over every entry of the sample")
+    tree: str | None = Field(None, description="tree holding that branch; default: the sample's tree")
+    histogram: str | None = Field(None, description="histogram in every file (e.g. a cut flow)")
+    bin: int | None = Field(None, ge=0, description="ROOT bin number of the histogram (1 = first)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SumWeights:
+        if (self.branch is None) == (self.histogram is None):
+            raise ValueError("give exactly one of branch, histogram")
+        if self.histogram is not None and (self.bin is None or self.tree is not None):
+            raise ValueError("a histogram needs 'bin' (ROOT numbering, 1 = first) and no 'tree'")
+        if self.branch is not None and self.bin is not None:
+            raise ValueError("'bin' goes with 'histogram', not with 'branch'")
+        return self
+
+
+class Sample(_Strict):
+    """One or more trees in one or more files that form a signal or background sample."""
+
+    name: str = Field(description="sample name in the events table; '{tree}' or '{file}' in it "
+                                  "makes one sample per tree or file")
+    files: list[str] | dict[str, str] = Field(
+        description="ROOT files (shell globs allowed), or a mapping file (glob) -> tree")
+    tree: str | None = Field(None, description="TTree name inside every file")
+    tree_regex: str | None = Field(None, description="read every TTree whose whole name matches")
+    mass: float | None = Field(None, description="signal mass in GeV (constant for the sample)")
+    mass_branch: str | None = Field(None, description="branch holding the signal mass in GeV")
+    mass_regex: str | None = Field(
+        None, description="regex whose first group is the mass in GeV, e.g. 'Xtohh(\\d+)'")
+    mass_regex_on: Literal["tree", "file"] = Field("tree", description="what mass_regex reads")
+    weight: str | None = Field(None, description="weight expression; default: the global one")
+    selection: str | None = Field(None, description="cut ANDed with the global selection")
+    cross_section: float | None = Field(
+        None, gt=0, description="weight x cross_section x luminosity / sum_weights")
+    sum_weights: SumWeights | None = Field(
+        None, description="with cross_section: source of the sum of weights")
+    event_number: str | None = Field(None, description="event-number branch; default: the global one")
+    train: bool = Field(True, description="signal only: use this sample in training")
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _one_file(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("tree_regex", "mass_regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return v
+
+    @model_validator(mode="after")
+    def _trees(self) -> Sample:
+        mapping = isinstance(self.files, dict)
+        given = sum(x is not None for x in (self.tree, self.tree_regex)) + mapping
+        if given != 1:
+            raise ValueError(f"sample '{self.name}': give exactly one of tree, tree_regex, or "
+                             "files as a mapping file -> tree")
+        if self.mass_regex is not None and re.compile(self.mass_regex).groups < 1:
+            raise ValueError(f"sample '{self.name}': mass_regex needs a group, e.g. 'Xtohh(\\d+)'")
+        if (self.cross_section is None) != (self.sum_weights is None):
+            raise ValueError(f"sample '{self.name}': cross_section and sum_weights go together")
+        return self
+
+    def resolved_files(self) -> list[tuple[str, str | None]]:
+        """Expand globs into (file, tree) pairs (tree None: use tree_regex); every entry must
+        match at least one existing file."""
+        pairs = self.files.items() if isinstance(self.files, dict) else [(f, self.tree)
+                                                                          for f in self.files]
+        out: list[tuple[str, str | None]] = []
+        for pattern, tree in pairs:
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise PnnError(
+                    f"sample '{self.name}': no file matches '{pattern}' "
+                    "(check the path, or run 'pnn generate' for the toy data)"
+                )
+            out.extend((m, tree) for m in matches)
+        return out
+
+    def expanded_name(self, tree: str, file: str) -> str:
+        """The sample name of one tree of one file ('{tree}' and '{file}' filled in)."""
+        return self.name.replace("{tree}", tree).replace("{file}", Path(file).stem)
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` in the events table came from this sample."""
+        pattern, seen = "", set()
+        for part in re.split(r"(\{tree\}|\{file\})", self.name):
+            if part in ("{tree}", "{file}"):
+                key = part[1:-1]
+                pattern += f"(?P={key})" if key in seen else f"(?P<{key}>.+)"
+                seen.add(key)
+            else:
+                pattern += re.escape(part)
+        found = re.fullmatch(pattern, name)
+        if found is None:
+            return False
+        tree = found.groupdict().get("tree")
+        if tree is not None and self.tree_regex is not None:
+            return re.fullmatch(self.tree_regex, tree) is not None
+        if tree is not None and self.tree is not None:
+            return tree == self.tree
+        if tree is not None and isinstance(self.files, dict):
+            return tree in self.files.values()
+        return True
+
+
+class Samples(_Strict):
+    """Signal samples (one per mass point, or with a mass branch) and background samples."""
+
+    signal: list[Sample] = Field(description="signal samples (keys: see samples.*[])")
+    background: list[Sample] = Field(description="background samples (keys: see samples.*[])")
+
+    @model_validator(mode="after")
+    def _check(self) -> Samples:
+        if not self.signal or not self.background:
+            raise ValueError("need at least one signal and one background sample")
+        names = [s.name for s in self.signal + self.background
+                 if "{tree}" not in s.name and "{file}" not in s.name]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"sample names must be unique, repeated: {dupes}")
+        for s in self.signal:
+            if sum(x is not None for x in (s.mass, s.mass_branch, s.mass_regex)) != 1:
+                raise ValueError(f"signal sample '{s.name}': give exactly one of mass, "
+                                 "mass_branch, mass_regex")
+        for s in self.background:
+            if s.mass is not None or s.mass_branch is not None or s.mass_regex is not None:
+                raise ValueError(f"background sample '{s.name}' cannot have a mass")
+        return self
+
+
+class Generate(_Strict):
+    """Parameters of the embedded toy (``pnn generate``)."""
+
+    output: str = Field("data/toy", description="directory for signal.root and background.root")
+    masses: list[float] = Field([500, 750, 1000, 1250, 1500], description="trained mass points, GeV")
+    offgrid_masses: list[float] = Field(
+        [625, 875, 1125, 1375], description="extra mass points for interpolation checks, GeV"
+    )
+    signal_events: int = Field(40_000, gt=0, description="events per signal mass point")
+    background_events: int = Field(400_000, gt=0, description="background events in total")
+    luminosity: float = Field(140.0, gt=0, description="integrated luminosity, fb^-1")
+    objects: bool = Field(False, description="also write jagged jet branches (nJet, Jet_pt[], ...)")
+
+
+class Preprocessing(_Strict):
+    folds: int = Field(2, ge=2, description="k in fold = EventNumber % k")
+    drop_negative_weights: bool = Field(True, description="leave negative weights out of the loss")
+    balance_signal: bool = Field(
+        True, description="equal weight per mass point; total signal = total background"
+    )
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=0.5, description="share of training events held out for early stopping"
+    )
+
+
+class Training(_Strict):
+    layers: list[int] = Field([32, 32, 32], description="widths of the hidden Dense layers")
+    activation: str = Field("relu", description="hidden-layer activation")
+    learning_rate: float = Field(0.1, gt=0, description="initial SGD learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    nesterov: bool = Field(True, description="Nesterov momentum")
+    decay: float = Field(1e-4, ge=0, description="lr(t) = lr / (1 + decay * step)")
+    ema: float = Field(
+        0.0, ge=0, lt=1, description="momentum of an exponential moving average of the weights, "
+        "swapped in after every epoch (0: off)"
+    )
+    batch_size: int = Field(1024, gt=0, description="events per gradient step")
+    epochs: int = Field(150, gt=0, description="maximum number of epochs")
+    patience: int = Field(20, gt=0, description="early-stopping patience in epochs")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("layers must be a non-empty list of positive widths")
+        return v
+
+
+class Evaluation(_Strict):
+    masses: list[float] | None = Field(None, description="masses to evaluate; default: all signal")
+    min_background_events: int = Field(
+        20, ge=1, description="raw background MC events the cut must keep"
+    )
+    window_branch: str = Field("FourBodyMass", description="variable of the mass-window baseline")
+    ks_threshold: float = Field(0.01, gt=0, lt=1, description="warn when a KS p-value is below")
+    min_signal_events: int = Field(100, ge=1, description="warn below this many raw signal MC events")
+    min_effective_events: float = Field(
+        25.0, gt=0, description="warn when (sum w)^2 / sum w^2 of signal or background is below"
+    )
+    mass_leak_tolerance: float = Field(
+        0.02, gt=0, lt=0.5, description="warn when a mass-only classifier's AUC is off 0.5 by more"
+    )
+    allow_extrapolation: bool = Field(False, description="evaluate outside the trained range")
+
+
+class Study(_Strict):
+    """Physics validation (``pnn study``): baselines, interpolation, detuning, importance."""
+
+    jobs: int = Field(2, ge=1, description="networks trained at once, each in its own process")
+    threads_per_network: int = Field(
+        1, ge=1, description="CPU threads of each training process (fixed, so numbers repeat)"
+    )
+    detuning_step: float | None = Field(
+        None, gt=0, description="GeV between hypothesised masses; default: trained range / 20"
+    )
+    importance_repeats: int = Field(3, ge=1, description="permutations per feature and mass")
+    bdt_max_iter: int = Field(100, ge=1, description="boosting iterations of the parametric BDT")
+    bdt_learning_rate: float = Field(0.1, gt=0, description="learning rate of the parametric BDT")
+
+
+class Apply(_Strict):
+    fill: float = Field(-1.0, description="score of events that fail the global selection")
+
+
+class Cluster(_Strict):
+    """Batch resources for ``pnn submit``; each key can be overridden on its command line."""
+
+    scheduler: Literal["slurm", "htcondor", "local"] = Field(
+        "local", description="default scheduler of pnn submit: slurm, htcondor or local")
+    partition: str | None = Field(None, description="Slurm partition (--partition)")
+    account: str | None = Field(
+        None, description="Slurm account (--account); HTCondor AccountingGroup")
+    time: str = Field("01:00:00", description="Slurm wall time per task, [D-]HH:MM:SS")
+    memory: str = Field("4G", description="memory per task, e.g. 2G (--mem, request_memory)")
+    cpus: int = Field(1, ge=1, description="CPUs per task (--cpus-per-task, request_cpus)")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="tasks running at once (Slurm %K, HTCondor max_materialize, local pool)")
+    job_flavour: str = Field("longlunch", description="HTCondor +JobFlavour (CERN batch queues)")
+    slurm_directives: list[str] = Field([], description="extra '#SBATCH' options, e.g. '--qos=short'")
+    htcondor_commands: list[str] = Field([], description="extra submit-description lines")
+    setup: str | None = Field(
+        None, description="shell line run before every task, e.g. 'source setup.sh'")
+    files_per_job: int = Field(10, ge=1, description="input files per job (ingest, apply)")
+
+
+class Config(_Strict):
+    name: str = Field(description="run name: outputs go to output_dir/name")
+    output_dir: str = Field("runs", description="parent of the run directory")
+    seed: int = Field(42, description="seed for every random choice")
+    samples: Samples
+    features: list[str] = Field(description="network inputs: branches, expressions or aliases")
+    spectators: list[str] = Field([], description="branches carried into the table, not trained")
+    aliases: dict[str, str] = Field(
+        {}, description="output name -> branch or expression, usable in features/spectators")
+    event_number: str = Field("EventNumber", description="branch with the event number")
+    weight: str = Field("weight", description="per-event weight expression")
+    selection: str | None = Field(None, description="global cut expression")
+    luminosity: float | None = Field(
+        None, gt=0, description="integrated luminosity for samples with a cross_section")
+    object_fill: float = Field(0.0, description="value of x[k] when an event has no k-th object")
+    non_finite: Literal["error", "drop", "fill"] = Field(
+        "error", description="NaN/inf in a feature: fail naming it, drop the event, or fill")
+    non_finite_fill: float = Field(0.0, description="value that replaces NaN/inf with 'fill'")
+    generate: Generate | None = None
+    preprocessing: Preprocessing = Preprocessing()
+    training: Training = Training()
+    evaluation: Evaluation = Evaluation()
+    study: Study = Study()
+    apply: Apply = Apply()
+    cluster: Cluster = Cluster()
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("features must list at least one branch")
+        if len(set(v)) != len(v):
+            raise ValueError("features must not repeat")
+        return v
+
+    @model_validator(mode="after")
+    def _normalisation(self) -> Config:
+        scaled = [s.name for s in self.samples.signal + self.samples.background if s.cross_section]
+        if scaled and self.luminosity is None:
+            raise ValueError(f"sample '{scaled[0]}' has a cross_section: set 'luminosity' too")
+        return self
+
+    def expression(self, name: str) -> str:
+        """The branch or expression behind a feature or spectator name (its alias resolved)."""
+        return self.aliases.get(name, name)
+
+    def trained_sample(self, name: str) -> bool:
+        """Whether events of sample ``name`` (as in the events table) enter training."""
+        return any(s.owns(name) and s.train for s in self.samples.signal)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def signal_masses(self, *, trained_only: bool = False) -> list[float]:
+        """Constant masses of the signal samples (sorted, unique)."""
+        return sorted(
+            {s.mass for s in self.samples.signal if s.mass is not None and (s.train or not trained_only)}
+        )
+
+    def digest(self) -> str:
+        """Stable hash of the validated config, stored in model metadata."""
+        text = self.model_dump_json()
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        fix = "remove it or fix its spelling (see the config reference in README.md)"
+        return f"{path}: unknown key '{loc}': {fix}"
+    if kind == "missing":
+        return f"{path}: missing required key '{loc}': add it (see README.md)"
+    msg = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
+    return f"{path}: key '{loc}': {msg}{shown}"
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a YAML config; ``overrides`` replace top-level keys (CLI options)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PnnError(f"config file '{path}' not found: pass the path to a YAML config")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PnnError(f"{path}: not valid YAML{where}: fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise PnnError(f"{path}: the config must be a mapping of keys to values")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise PnnError(_format_error(path, err)) from None
+
+
+def _describe(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        ann = info.annotation
+        sub = next((a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type)
+                    and issubclass(a, BaseModel)), None)
+        if sub is not None and name not in ("signal", "background", "sum_weights"):
+            rows.append((key, "", info.description or f"section, see {key}.*"))
+            rows.extend(_describe(sub, key + "."))
+            continue
+        default = "required" if info.is_required() else repr(info.get_default())
+        rows.append((key, default, info.description or ""))
+    return rows
+
+
+def reference_markdown() -> str:
+    """Markdown table of every config key, its default and its meaning (for the README)."""
+    rows = _describe(Config, "")
+    rows += [(f"samples.*[].{k}", d, m) for k, d, m in _describe(Sample, "")]
+    rows += [(f"samples.*[].sum_weights.{k}", d, m) for k, d, m in _describe(SumWeights, "")]
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{k}` | {('`' + d + '`') if d and d != 'required' else d} | {m} |" for k, d, m in rows]
+    return "\n".join(lines)

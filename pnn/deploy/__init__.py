@@ -1,0 +1,1 @@
+"""Using trained models outside training: scores back into ntuples, ONNX export."""

@@ -1,0 +1,1 @@
+"""Preprocessing, the Keras model and the training of the fold models."""

@@ -1,0 +1,263 @@
+"""Training: one parametrised network per fold, background masses redrawn every epoch.
+
+Each fold model trains on the events of the other folds. A validation share of those
+events (drawn with the run seed) drives early stopping; the best weights are restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pnn.core.atomic import atomic_path, write_json
+from pnn.core.config import Config
+from pnn.core.errors import PnnError
+from pnn.learn import model as pnn_model
+from pnn.learn.preprocess import InputScaler, MassPrior, feature_matrix, folds, mass_mask, training_weights
+from pnn.show import plots
+
+log = logging.getLogger(__name__)
+
+VERSIONED = ("pnn", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "uproot", "awkward")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a network is trained on: the PNN itself, or a study's hold-out or baseline network.
+
+    ``signal_masses`` restricts the signal to those mass points (default: every sample
+    flagged ``train``); a non-``parametric`` network has no mass input.
+    """
+
+    name: str = "pnn"
+    signal_masses: tuple[float, ...] | None = None
+    parametric: bool = True
+
+
+@dataclass
+class FoldData:
+    """Arrays of one fold's training or validation set (features unscaled)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    mass: np.ndarray  # NaN for background
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    train_events: int
+    validation_events: int
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    masses: list[float]
+    folds: list[FoldResult]
+
+
+def training_events(cfg: Config, events: pd.DataFrame,
+                    signal_masses: tuple[float, ...] | None = None) -> pd.DataFrame:
+    """Background plus the signal samples flagged ``train`` (off-grid masses stay out),
+    optionally only the signal at ``signal_masses``."""
+    names = events["sample"].astype(str)
+    trained = [n for n in names.unique() if cfg.trained_sample(n)]
+    is_bkg = events["label"].to_numpy() == 0
+    keep = names.isin(trained).to_numpy()
+    if signal_masses is not None:
+        mass = events["mass"].to_numpy()
+        keep &= np.logical_or.reduce([mass_mask(mass, m) for m in signal_masses])
+    return events[is_bkg | keep]
+
+
+def warn_repeated_event_numbers(events: pd.DataFrame, branch: str) -> int:
+    """Warn when event numbers repeat within a sample: folds are built from them."""
+    repeated = int(events[["sample", "event_number"]].duplicated().sum())
+    if repeated:
+        log.warning("%d events repeat an event number within their sample; check that '%s' "
+                    "is the event number, since the folds are built from it", repeated, branch)
+    return repeated
+
+
+def split_fold(cfg: Config, events: pd.DataFrame, fold: int) -> tuple[FoldData, FoldData]:
+    """Training and validation sets of the model for ``fold`` (trained on the other folds)."""
+    pre = cfg.preprocessing
+    train = events[folds(events["event_number"].to_numpy(), pre.folds) != fold]
+    y = train["label"].to_numpy(np.float32)
+    mass = train["mass"].to_numpy(np.float64)
+    w = training_weights(y, mass, train["weight"].to_numpy(), balance_signal=pre.balance_signal,
+                         drop_negative=pre.drop_negative_weights)
+    keep = w != 0
+    X = feature_matrix(train, cfg.features)[keep]
+    y, mass, w = y[keep], mass[keep], w[keep]
+    rng = np.random.default_rng([cfg.seed, 7, fold])
+    is_val = rng.random(len(y)) < pre.validation_fraction
+    def part(sel):
+        return (FoldData(X[sel], y[sel], w[sel], mass[sel]))
+    return part(~is_val), part(is_val)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def run_epoch(net: pnn_model.keras.Model, x: np.ndarray, y: np.ndarray, w: np.ndarray, bkg: np.ndarray,
+              prior: MassPrior, scaler: InputScaler, rng: np.random.Generator,
+              batch_size: int, epoch: int) -> float:
+    """One epoch: draw new background masses, shuffle with ``rng``, fit; return the loss.
+
+    A non-parametric network has no mass input, so nothing is drawn for it.
+    """
+    if scaler.parametric:
+        x[bkg, -1] = scaler.scale_mass(prior.draw(rng, len(bkg)))
+    order = rng.permutation(len(y))
+    h = net.fit(x[order], y[order], sample_weight=w[order], batch_size=batch_size,
+                epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
+    return float(h.history["loss"][-1])
+
+
+def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
+               parametric: bool = True) -> FoldResult:
+    """Train, early-stop and save the model of ``fold`` with its scaler and history."""
+    start = time.perf_counter()
+    t = cfg.training
+    train, val = split_fold(cfg, events, fold)
+    sig = train.y == 1
+    if not sig.any() or sig.all():
+        raise PnnError(f"fold {fold}: training needs both signal and background events")
+    prior = MassPrior.from_signal(train.mass[sig], train.w[sig])
+    scaler = InputScaler.fit(cfg.features, train.X, prior.masses, parametric)
+    rng = np.random.default_rng([cfg.seed, 11, fold])
+
+    x_train = scaler.transform(train.X, np.where(sig, train.mass, prior.masses[0]))
+    bkg = np.flatnonzero(~sig)
+    val_mass = np.where(val.y == 1, val.mass, prior.draw(rng, len(val)))
+    x_val = scaler.transform(val.X, val_mass)
+
+    net = pnn_model.build_model(scaler.n_inputs, t.layers, t.activation, cfg.seed + 1000 * fold)
+    pnn_model.compile_model(net, t)
+    history: list[dict] = []
+    best = (np.inf, 0, net.get_weights())
+    for epoch in range(t.epochs):
+        loss = run_epoch(net, x_train, train.y, train.w, bkg, prior, scaler, rng,
+                         t.batch_size, epoch)
+        val_loss = float(net.evaluate(x_val, val.y, sample_weight=val.w,
+                                      batch_size=pnn_model.PREDICT_BATCH, verbose=0))
+        lr = float(np.asarray(net.optimizer.learning_rate))
+        history.append({"epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
+                        "learning_rate": lr})
+        log.info("fold %d epoch %d/%d: loss %.5f val_loss %.5f", fold, epoch + 1, t.epochs,
+                 loss, val_loss)
+        if val_loss < best[0]:
+            best = (val_loss, epoch + 1, net.get_weights())
+        elif epoch + 1 - best[1] >= t.patience:
+            log.info("fold %d: early stop, best epoch %d", fold, best[1])
+            break
+    net.set_weights(best[2])
+
+    with atomic_path(out_dir / f"fold{fold}.keras") as tmp:
+        net.save(tmp)
+    scaler.save(out_dir / f"fold{fold}.scaler.json")
+    hist = pd.DataFrame(history)
+    with atomic_path(out_dir / f"fold{fold}.history.csv") as tmp:
+        hist.to_csv(tmp, index=False)
+    plots.loss_curve(hist, out_dir / f"fold{fold}.loss.png", title=f"fold {fold}")
+    return FoldResult(fold, len(train), len(val), len(history), best[1], best[0],
+                      time.perf_counter() - start)
+
+
+def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, *,
+          variant: Variant = Variant(), out_dir: Path | None = None) -> TrainResult:
+    """Train every fold model (or only ``fold_ids``) and write the model metadata.
+
+    The default variant is the PNN in ``<run>/model``; the studies train hold-out and
+    baseline networks into their own ``out_dir``.
+    """
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    k = cfg.preprocessing.folds
+    fold_ids = list(range(k)) if fold_ids is None else fold_ids
+    bad = [f for f in fold_ids if not 0 <= f < k]
+    if bad:
+        raise PnnError(f"fold {bad[0]} does not exist: folds are 0..{k - 1}")
+    events = training_events(cfg, events, variant.signal_masses)
+    warn_repeated_event_numbers(events, cfg.event_number)
+    masses = sorted(float(m) for m in np.unique(events.loc[events["label"] == 1, "mass"]))
+    if variant.signal_masses is not None and len(masses) != len(variant.signal_masses):
+        raise PnnError(f"{variant.name}: no training signal at some of the masses "
+                       f"{[f'{m:g}' for m in variant.signal_masses]} GeV")
+    out_dir = pnn_model.model_dir(cfg.run_dir) if out_dir is None else Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [train_fold(cfg, events, f, out_dir, variant.parametric) for f in fold_ids]
+    with _metadata_lock(out_dir):  # fold jobs finishing together must not drop each other
+        _write_metadata(cfg, out_dir, masses, fold_ids, results, variant)
+    return TrainResult(out_dir, masses, results)
+
+
+@contextlib.contextmanager
+def _metadata_lock(out_dir: Path) -> Iterator[None]:
+    with open(out_dir / ".metadata.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_metadata(cfg: Config, out_dir: Path, masses: list[float], fold_ids: list[int],
+                    results: list[FoldResult], variant: Variant) -> None:
+    k = cfg.preprocessing.folds
+    meta_path = out_dir / "metadata.json"
+    earlier = []
+    if meta_path.is_file() and len(fold_ids) < k:  # keep what other fold jobs recorded
+        old = json.loads(meta_path.read_text())
+        if old.get("config_digest") == cfg.digest():
+            earlier = [r for r in old.get("fold_results", []) if r["fold"] not in fold_ids]
+    fold_results = sorted(earlier + [asdict(r) for r in results], key=lambda r: r["fold"])
+    inputs = list(cfg.features)
+    if variant.parametric:
+        inputs.append("mass (scaled to [0, 1] over the trained range)")
+    write_json(meta_path, {
+        "variant": variant.name,
+        "parametric": variant.parametric,
+        "features": list(cfg.features),
+        "masses": masses,
+        "folds": k,
+        "fold_rule": f"model i is trained on events with {cfg.event_number} % {k} != i "
+                     f"and applied to events with {cfg.event_number} % {k} == i",
+        "event_number": cfg.event_number,
+        "inputs": inputs,
+        "seed": cfg.seed,
+        "config_digest": cfg.digest(),
+        "training": cfg.training.model_dump(),
+        "preprocessing": cfg.preprocessing.model_dump(),
+        "versions": _versions(),
+        "fold_results": fold_results,
+    })

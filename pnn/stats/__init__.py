@@ -1,0 +1,1 @@
+"""Metrics, per-mass evaluation, sanity checks and the summary report."""

@@ -1,0 +1,124 @@
+"""Report: per-mass metrics -> summary.csv, summary.json, a Markdown table and summary plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pnn.core.atomic import atomic_path, write_json
+from pnn.core.config import Config
+from pnn.core.errors import PnnError
+from pnn.show import plots
+from pnn.stats import sanity
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["mass", "trained", "auc", "auc_optimal", "auc_window", "z", "z_optimal", "z_window",
+           "bkg_eff_sig80", "bkg_eff_sig95", "s_over_sqrt_b"]
+
+
+@dataclass
+class Report:
+    table: pd.DataFrame
+    markdown: str
+    warnings: list[str]
+    paths: dict[str, Path]
+
+
+def _row(m: dict) -> dict:
+    methods = m["methods"]
+    nan = float("nan")
+    row = {"mass": m["mass"], "trained": bool(m["trained"])}
+    for method, suffix in (("pnn", ""), ("optimal", "_optimal"), ("window", "_window")):
+        got = methods.get(method, {})
+        row["auc" + suffix] = got.get("auc", nan)
+        row["z" + suffix] = got.get("z", nan)
+    row["bkg_eff_sig80"] = methods["pnn"]["bkg_eff_sig80"]
+    row["bkg_eff_sig95"] = methods["pnn"]["bkg_eff_sig95"]
+    row["s_over_sqrt_b"] = methods["pnn"]["s_over_sqrt_b"]
+    return row
+
+
+def collect(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of every evaluated mass (restricted to ``evaluation.masses`` when set)."""
+    base = cfg.run_dir / "evaluate"
+    found = [json.loads(p.read_text()) for p in sorted(base.glob("m*/metrics.json"))]
+    if cfg.evaluation.masses:
+        wanted = set(cfg.evaluation.masses)
+        found = [m for m in found if m["mass"] in wanted]
+    if not found:
+        raise PnnError(f"no evaluated mass under '{base}': run 'pnn evaluate' first")
+    found.sort(key=lambda m: m["mass"])
+    checks_file = base / "sanity.json"
+    checks = json.loads(checks_file.read_text()) if checks_file.is_file() else []
+    warnings = [c["warning"] for c in checks if c["warning"]]
+    warnings += [f"m = {m['mass']:g} GeV: {w}" for m in found for w in m.get("warnings", [])]
+    table = pd.DataFrame([_row(m) for m in found], columns=COLUMNS)
+    same = sanity.identical_auc(dict(zip(table["mass"], table["auc"], strict=True)))
+    if same.warning:
+        warnings.insert(0, same.warning)
+    return table, warnings
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:g}" if v >= 100 else f"{v:.4f}"
+    return str(v)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The summary as a Markdown table."""
+    head = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---:" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(_fmt(v) for v in row) + " |"
+            for row in table.astype(object).itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def comparison(table: pd.DataFrame) -> list[str]:
+    """One-line comparisons of the PNN with the optimum and the mass window, from the numbers."""
+    lines = []
+    if table["auc_optimal"].notna().any():
+        gap = table["auc_optimal"] - table["auc"]
+        ratio = table["z"] / table["z_optimal"]
+        i, j = gap.idxmax(), ratio.idxmin()
+        lines.append(
+            f"PNN vs optimal: largest AUC gap {gap[i]:.4f} at {table['mass'][i]:g} GeV, "
+            f"smallest Z ratio {ratio[j]:.3f} at {table['mass'][j]:g} GeV"
+        )
+    if table["z_window"].notna().any():
+        ratio = table["z"] / table["z_window"]
+        j = ratio.idxmin()
+        lines.append(f"PNN vs mass window: smallest Z ratio {ratio[j]:.3f} at {table['mass'][j]:g} GeV")
+    return lines
+
+
+def write_table(table: pd.DataFrame, base: Path) -> tuple[Path, Path]:
+    """``base.csv`` and ``base.json`` (one record per row, NaN as null), written atomically."""
+    csv, js = base.with_suffix(".csv"), base.with_suffix(".json")
+    with atomic_path(csv) as tmp:
+        table.to_csv(tmp, index=False)
+    records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+               for r in table.astype(object).to_dict(orient="records")]
+    write_json(js, records)
+    return csv, js
+
+
+def report(cfg: Config) -> Report:
+    """Write summary.csv, summary.json and summary.png in the run directory."""
+    table, warnings = collect(cfg)
+    run = cfg.run_dir
+    paths = {"csv": run / "summary.csv", "json": run / "summary.json", "plot": run / "summary.png"}
+    write_table(table, run / "summary")
+    plots.summary(table, paths["plot"])
+    text = "\n".join([markdown(table), "", *comparison(table)]).rstrip()
+    return Report(table, text, warnings, paths)

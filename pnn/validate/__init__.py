@@ -1,0 +1,1 @@
+"""Physics validation: baselines, hold-outs, detuning and importance studies."""

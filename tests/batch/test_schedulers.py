@@ -1,0 +1,146 @@
+"""Scheduler files: the Slurm array and collect scripts, HTCondor submit descriptions and DAG
+(parsed with the HTCondor Python bindings, no schedd needed), local dry run."""
+
+import shlex
+from pathlib import Path
+
+import htcondor2
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pnn.batch.jobs import JobDir
+from pnn.batch.schedulers import index_ranges
+from pnn.cli import main
+from pnn.core.config import load_config
+
+
+def submit(config: Path, *args: str) -> str:
+    res = CliRunner().invoke(main, ["submit", str(config), *args, "--dry-run"])
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_index_ranges() -> None:
+    assert index_ranges([0, 1, 2, 5]) == "0-2,5"
+    assert index_ranges([3]) == "3"
+    assert index_ranges([0, 2, 3, 4, 7, 8]) == "0,2-4,7-8"
+
+
+@pytest.fixture
+def with_cluster(small_toy) -> Path:
+    raw = yaml.safe_load(small_toy.read_text())
+    raw["cluster"] = {"partition": "short", "memory": "2G", "cpus": 2, "max_concurrent": 3,
+                      "slurm_directives": ["--qos=normal"], "setup": "source env.sh",
+                      "job_flavour": "espresso"}
+    small_toy.write_text(yaml.safe_dump(raw))
+    return small_toy
+
+
+def test_slurm_array_and_collect_scripts(with_cluster) -> None:
+    out = submit(with_cluster, "evaluate", "--scheduler", "slurm", "--time", "02:00:00", "--account", "atlas")
+    jd = JobDir.of(load_config(with_cluster), "evaluate")
+    script = (jd.path / "tasks.sbatch").read_text()
+    for line in ("#SBATCH --array=0-3%3", "#SBATCH --partition=short", "#SBATCH --mem=2G",
+                 "#SBATCH --cpus-per-task=2", "#SBATCH --time=02:00:00", "#SBATCH --account=atlas",
+                 "#SBATCH --qos=normal", f"#SBATCH --output={jd.path}/logs/slurm-%A_%a.out"):
+        assert line in script.splitlines()
+    run = shlex.split(script.splitlines()[-1])
+    assert run[0] == "exec" and Path(run[1]).is_absolute() and run[2:] == [
+        "-m", "pnn", "job", "run-task", str(jd.path), "$SLURM_ARRAY_TASK_ID"]
+    assert "run-collect" in (jd.path / "collect.sbatch").read_text()
+    assert f"would run: sbatch --parsable {jd.path}/tasks.sbatch" in out
+    assert "--dependency=afterok:<tasks job id> --kill-on-invalid-dep=yes" in out
+    spec = jd.spec()
+    assert spec["setup"] == "source env.sh"
+
+
+def test_slurm_resubmission_arrays_only_pending_tasks(with_cluster) -> None:
+    cfg = load_config(with_cluster)
+    submit(with_cluster, "evaluate", "--scheduler", "slurm")
+    jd = JobDir.of(cfg, "evaluate")
+    for i in (0, 2):
+        task = jd.spec()["tasks"][i]
+        Path(task["outputs"][0]).parent.mkdir(parents=True, exist_ok=True)
+        Path(task["outputs"][0]).write_text("{}")
+        jd.marker(task["label"]).write_text(f'{{"config_digest": "{cfg.digest()}"}}')
+    submit(with_cluster, "evaluate", "--scheduler", "slurm", "--max-concurrent", "1")
+    assert "#SBATCH --array=1,3%1" in (jd.path / "tasks.sbatch").read_text()
+
+
+def test_htcondor_submit_description_and_dag_parse(with_cluster) -> None:
+    out = submit(with_cluster, "evaluate", "--scheduler", "htcondor", "--memory", "3G")
+    jd = JobDir.of(load_config(with_cluster), "evaluate")
+    sub = htcondor2.Submit((jd.path / "tasks.sub").read_text())
+    assert sub["universe"] == "vanilla"
+    assert sub["request_cpus"] == "2" and sub["request_memory"] == "3G"
+    assert sub["MY.JobFlavour"] == '"espresso"'
+    assert sub.getQArgs() == f"task from {jd.path}/tasks.txt"
+    items = list(sub.itemdata())
+    assert [i["task"] for i in items] == (jd.path / "tasks.txt").read_text().splitlines()
+    assert "$(ClusterId).$(ProcId)" in sub["output"] and "$(ClusterId).$(ProcId)" in sub["error"]
+    assert sub["max_materialize"] == "3"
+    args = sub.expand("arguments")
+    assert args[0] == args[-1] == '"'  # the new syntax: the list in double quotes, items in single
+    assert shlex.split(args[1:-1]) == ["-m", "pnn", "job", "run-task", str(jd.path), "0",
+                                        "--selected-only"]
+    collect = htcondor2.Submit((jd.path / "collect.sub").read_text())
+    assert collect.getQArgs() == "1" and "run-collect" in collect["arguments"]
+
+    dag = (jd.path / "evaluate.dag").read_text().splitlines()
+    nodes, edges = {}, []
+    for line in dag:
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "JOB":
+            nodes[words[1]] = Path(words[2])
+        elif words[0] == "PARENT":
+            edges.append((words[1], words[3]))
+            assert words[2] == "CHILD"
+        else:
+            pytest.fail(f"unexpected DAG line {line!r}")
+    assert set(nodes) == {"tasks", "collect"} and edges == [("tasks", "collect")]
+    for path in nodes.values():
+        htcondor2.Submit(path.read_text())  # each node's description parses
+    assert f"would run: condor_submit_dag -force -batch-name pnn-evaluate {jd.path}/evaluate.dag" in out
+
+
+def test_htcondor_without_collect_has_one_node(small_toy) -> None:
+    submit(small_toy, "train", "--scheduler", "htcondor")
+    jd = JobDir.of(load_config(small_toy), "train")
+    jobs = [ln for ln in (jd.path / "train.dag").read_text().splitlines() if ln.startswith("JOB")]
+    assert len(jobs) == 1 and not (jd.path / "collect.sub").exists()
+
+
+def test_local_dry_run_lists_runner_commands(small_toy) -> None:
+    out = submit(small_toy, "train", "--scheduler", "local", "--max-concurrent", "1")
+    jd = JobDir.of(load_config(small_toy), "train")
+    assert "would run 2 task(s), 1 at a time:" in out
+    assert f"-m pnn job run-task {jd.path} 1" in out
+    assert not list(jd.path.glob("done/*"))
+
+
+def test_bad_resource_override_is_one_line(small_toy) -> None:
+    res = CliRunner().invoke(main, ["submit", str(small_toy), "train", "--cpus", "0", "--dry-run"])
+    assert res.exit_code == 2 and "--cpus" in res.output and "Traceback" not in res.output
+
+
+def test_default_scheduler_comes_from_the_config(small_toy) -> None:
+    raw = yaml.safe_load(small_toy.read_text())
+    raw["cluster"] = {"scheduler": "htcondor"}
+    small_toy.write_text(yaml.safe_dump(raw))
+    out = submit(small_toy, "train")
+    jd = JobDir.of(load_config(small_toy), "train")
+    assert "condor_submit_dag" in out and (jd.path / "tasks.sub").is_file()
+    assert not (jd.path / "tasks.sbatch").exists()
+
+
+def test_missing_sbatch_is_one_line_with_the_fix(small_toy, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scheduler commands here
+    res = CliRunner().invoke(main, ["submit", str(small_toy), "train", "--scheduler", "slurm"])
+    assert res.exit_code == 2
+    assert "'sbatch' not found: run on a submit node, or use --dry-run" in res.output
+    res = CliRunner().invoke(main, ["submit", str(small_toy), "evaluate", "--scheduler", "htcondor"])
+    assert res.exit_code == 0
+    assert "condor_submit_dag is not installed here: on a submit node run" in res.output

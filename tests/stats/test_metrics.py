@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from pnn.stats import metrics
+
+
+def _pairwise_auc(score, label, w):
+    s, b = label == 1, label == 0
+    diff = score[s][:, None] - score[b][None, :]
+    win = (diff > 0) + 0.5 * (diff == 0)
+    ww = w[s][:, None] * w[b][None, :]
+    return (win * ww).sum() / ww.sum()
+
+
+def test_auc_matches_sklearn_for_positive_weights() -> None:
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, 2000)
+    score = rng.normal(label * 1.0, 1.0)
+    w = rng.uniform(0.5, 2.0, 2000)
+    assert metrics.roc(score, label, w).auc == pytest.approx(
+        roc_auc_score(label, score, sample_weight=w), abs=1e-12)
+
+
+def test_auc_with_negative_weights_is_weighted_mann_whitney() -> None:
+    rng = np.random.default_rng(1)
+    label = rng.integers(0, 2, 600)
+    score = rng.normal(label * 1.0, 1.0)
+    w = rng.uniform(0.5, 2.0, 600) * np.where(rng.random(600) < 0.1, -1, 1)
+    assert metrics.roc(score, label, w).auc == pytest.approx(_pairwise_auc(score, label, w), abs=1e-9)
+
+
+def test_bkg_eff_at_signal_efficiency() -> None:
+    score = np.arange(10.0)
+    label = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    r = metrics.roc(score + label * 0, label, np.ones(10))
+    assert metrics.bkg_eff_at(r, 0.8) == 0.0
+    overlapping = np.array([0, 0, 1, 0, 1, 0, 1, 1, 0, 1])
+    r = metrics.roc(score, overlapping, np.ones(10))
+    # loosest cut reaching 4 of 5 signal events keeps the three highest backgrounds of five
+    assert metrics.bkg_eff_at(r, 0.8) == pytest.approx(0.4)
+
+
+def test_asimov_z_formula_and_small_signal_limit() -> None:
+    assert metrics.asimov_z(10.0, 5.0) == pytest.approx(np.sqrt(2 * (15 * np.log(3) - 10)))
+    assert metrics.asimov_z(1.0, 1e4) == pytest.approx(1.0 / 100, rel=1e-3)
+    assert np.isnan(metrics.asimov_z(1.0, 0.0))
+
+
+def test_best_cut_is_chosen_on_one_half_and_measured_on_the_other() -> None:
+    # Signal at score 1, background spread over [0, 1); halves alternate.
+    n = 4000
+    label = np.r_[np.ones(200), np.zeros(n)]
+    score = np.r_[np.ones(200), np.linspace(0, 0.999, n)]
+    w = np.ones(len(label))
+    half = np.arange(len(label)) % 2 == 0
+    res = metrics.best_cut(score, label, w, half, min_bkg_events=20)
+    # The cut must keep >= 20 background events of the 2000 in the choosing half.
+    assert res.threshold <= np.sort(score[half & (label == 0)])[-20]
+    assert res.threshold_other <= np.sort(score[~half & (label == 0)])[-20]
+    assert res.s == pytest.approx(200)
+    assert res.b == pytest.approx(2 * res.n_bkg, abs=2)
+    assert res.z == pytest.approx(float(metrics.asimov_z(res.s, res.b)), rel=0.05)
+
+
+def test_a_fluctuation_in_the_choosing_half_does_not_inflate_z() -> None:
+    """Background-free score bins in one half lure the choice; the other half measures it."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    label = np.r_[np.ones(n // 10), np.zeros(n)]
+    score = rng.random(len(label))  # no separation at all
+    w = np.r_[np.full(n // 10, 0.1), np.ones(n)]
+    half = rng.random(len(label)) < 0.5
+    res = metrics.best_cut(score, label, w, half, min_bkg_events=20)
+    total = metrics.asimov_z(w[label == 1].sum(), w[label == 0].sum())
+    biased = np.nanmax(metrics.scan(score, label, w).z[20:])
+    assert res.z < biased
+    assert res.z == pytest.approx(float(total), rel=0.35)
+
+
+def test_best_cut_respects_min_background_events() -> None:
+    label = np.r_[np.ones(100), np.zeros(100)]
+    score = np.r_[np.full(100, 0.9), np.linspace(0, 1, 100)]
+    half = np.arange(200) % 2 == 0
+    loose = metrics.best_cut(score, label, np.ones(200), half, min_bkg_events=1)
+    tight = metrics.best_cut(score, label, np.ones(200), half, min_bkg_events=40)
+    assert tight.threshold < loose.threshold
+    assert np.isnan(metrics.best_cut(score, label, np.ones(200), half, 1000).z)

@@ -1,0 +1,97 @@
+"""Each sanity check passes on a correct setup and fires when its fault is planted."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pnn.core.config import load_config
+from pnn.io import ingest
+from pnn.learn.preprocess import MassPrior
+from pnn.learn.train import training_events
+from pnn.stats import evaluate, report, sanity
+from tests.conftest import echo_models, toy_config, write_config
+
+
+def test_mass_leak_passes_when_background_masses_follow_the_signal(toy_events) -> None:
+    cfg, events = toy_events
+    check = sanity.mass_leak(cfg, training_events(cfg, events), 0.02)
+    assert check.passed and abs(check.value - 0.5) < 0.02 and check.warning == ""
+
+
+def test_mass_leak_fires_for_background_masses_fixed_at_zero(toy_events, monkeypatch) -> None:
+    cfg, events = toy_events
+    monkeypatch.setattr(MassPrior, "draw", lambda self, rng, n: np.zeros(n))
+    check = sanity.mass_leak(cfg, training_events(cfg, events), 0.02)
+    assert not check.passed and check.value > 0.99
+    assert "mass leak" in check.warning
+
+
+def test_mass_leak_fires_for_continuous_background_masses(toy_events, monkeypatch) -> None:
+    cfg, events = toy_events
+    monkeypatch.setattr(MassPrior, "draw",
+                        lambda self, rng, n: rng.uniform(self.masses.min(), self.masses.max(), n))
+    check = sanity.mass_leak(cfg, training_events(cfg, events), 0.02)
+    assert not check.passed and check.value > 0.9
+
+
+def test_ignored_mass_fires_for_a_network_blind_to_the_mass(toy_events) -> None:
+    cfg, events = toy_events
+    blind = evaluate.run_checks(cfg, events, echo_models(cfg.features, 0))
+    assert [c.name for c in blind] == ["mass_leak", "mass_sensitivity"]
+    assert not blind[1].passed and "ignored mass" in blind[1].warning
+    saved = json.loads(evaluate.sanity_path(cfg.run_dir).read_text())
+    assert saved[1]["warning"] == blind[1].warning
+    seeing = evaluate.run_checks(cfg, events, echo_models(cfg.features, -1))
+    assert seeing[1].passed and seeing[1].value == pytest.approx(1.0)
+
+
+def test_identical_auc_at_every_mass_is_reported() -> None:
+    assert sanity.identical_auc({500.0: 0.91, 1000.0: 0.95}).passed
+    assert sanity.identical_auc({500.0: 0.91}).passed  # one mass: nothing to compare
+    same = sanity.identical_auc({500.0: 0.9312, 1000.0: 0.9312, 1500.0: 0.9312})
+    assert not same.passed and "0.931200 at every one of the 3 masses" in same.warning
+
+
+def test_overtraining_fires_on_differing_train_and_test_scores() -> None:
+    rng = np.random.default_rng(1)
+    train_scores = rng.beta(8, 2, 5000)  # overtrained: training events score higher
+    test_scores = rng.beta(5, 3, 5000)
+    same = rng.beta(5, 3, 5000)
+    p_bad = evaluate._ks(train_scores, test_scores)
+    p_good = evaluate._ks(same, test_scores)
+    assert sanity.overtraining({"signal": p_good}, 0.01) == []
+    warned = sanity.overtraining({"signal": p_bad}, 0.01)
+    assert len(warned) == 1 and "KS p-value" in warned[0]
+
+
+def test_statistics_fire_for_thin_samples(tmp_path) -> None:
+    from pnn.io import toy
+
+    cfg_dict = toy_config(tmp_path, signal_events=60)
+    g = cfg_dict["generate"]
+    toy.write(g["output"], g["masses"] + g["offgrid_masses"], g["signal_events"],
+              g["background_events"], 140.0, cfg_dict["seed"])
+    cfg = load_config(write_config(tmp_path / "c.yaml", cfg_dict))
+    ingest.ingest(cfg)
+    events, _ = ingest.load_events(cfg)
+    res = evaluate.evaluate_mass(cfg, events, echo_models(cfg.features, 0), 1000.0, True)
+    assert any("only 60 signal MC events" in w for w in res.warnings)
+
+
+def test_effective_events_of_weights() -> None:
+    assert sanity.effective_events(np.ones(100)) == pytest.approx(100)
+    assert sanity.effective_events(np.r_[np.ones(99), 1000.0]) < 2
+    w = np.r_[np.ones(50), -np.ones(49)]
+    warned = sanity.statistics(np.r_[np.ones(200), np.zeros(99)], np.r_[np.ones(200), w], 50,
+                               min_signal_events=100, min_effective_events=25,
+                               min_background_events=20)
+    assert any("background weights are worth only" in x for x in warned)
+
+
+def test_report_prints_the_sanity_warnings(toy_events) -> None:
+    cfg, events = toy_events
+    evaluate.run_checks(cfg, events, echo_models(cfg.features, 0))
+    evaluate.evaluate_mass(cfg, events, echo_models(cfg.features, 0), 1000.0, True)
+    rep = report.report(cfg)
+    assert any("ignored mass" in w for w in rep.warnings)
