@@ -101,3 +101,24 @@ def echo_models(features: list[str], column: int):
         models.append(model)
     scaler = InputScaler(features, np.zeros(len(features)), np.ones(len(features)), 500.0, 1500.0)
     return FoldModels(models, [scaler, scaler], {"features": features, "masses": [500, 1000, 1500]})
+
+
+def plant_run(cfg) -> dict:
+    """Planted events table and model records of ``cfg``'s run, made from ``cfg`` (no real
+    events or networks), so report-level tests can write metrics that pass the provenance
+    checks. Returns the provenance record a metrics.json of this model carries."""
+    import json
+
+    from pnn.core import provenance
+
+    run = cfg.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "events.parquet").write_bytes(b"")
+    events = provenance.record(cfg, "ingest")
+    (run / "events.json").write_text(json.dumps({"events": 0, provenance.KEY: events}))
+    folds = [{"fold": f, "files": {}, provenance.KEY: provenance.record(
+        cfg, "train", {"events": events["id"]})} for f in range(cfg.preprocessing.folds)]
+    (run / "model").mkdir(exist_ok=True)
+    (run / "model" / "metadata.json").write_text(json.dumps({"fold_results": folds}))
+    model = provenance.combine([f[provenance.KEY]["id"] for f in folds])
+    return provenance.record(cfg, "evaluate", {"model": model, "events": events["id"]})

@@ -21,9 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pnn.core.atomic import atomic_path, write_json
+from pnn.core import provenance
+from pnn.core.atomic import Staging, read_json, sweep, write_json
 from pnn.core.config import Config, Sample
 from pnn.core.errors import PnnError
+from pnn.core.locks import task_lock
 from pnn.io import expressions, ntuple, toy
 
 log = logging.getLogger(__name__)
@@ -316,42 +318,47 @@ def ingest(cfg: Config, shard: tuple[int, int] | None = None) -> IngestResult:
     if is_toy:
         spectators += [b for b in toy.BRANCHES if b not in cfg.features and b not in spectators]
     path = events_path(cfg) if shard is None else shard_path(cfg, *shard)
-    with ntuple.open_files(files) as handles:
+    key = "ingest" if shard is None else f"ingest-shard-{shard[0]}-of-{shard[1]}"
+    sweep(cfg.run_dir)
+    with task_lock(cfg.run_dir, key), Staging(path.parent, key) as staged, \
+            ntuple.open_files(files) as handles:
         plans = plan_samples(cfg, handles, spectators)
         for plan in plans:
             _normalise(cfg, plan, handles)
         if shard is not None:
             shard_parts(plans, *shard)
         dictionary = pa.array([p.name for p in plans])
-        with atomic_path(path) as tmp:
-            writer: list[pq.ParquetWriter] = []
+        tmp = staged.path(path.name)
+        writer: list[pq.ParquetWriter] = []
 
-            def write(table: pa.Table) -> None:
-                if not writer:  # the first chunk fixes the schema
-                    writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4",
-                                                   use_dictionary=["sample"],
-                                                   write_statistics=False))
-                writer[0].write_table(table.cast(writer[0].schema))
+        def write(table: pa.Table) -> None:
+            if not writer:  # the first chunk fixes the schema
+                writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4",
+                                               use_dictionary=["sample"],
+                                               write_statistics=False))
+            writer[0].write_table(table.cast(writer[0].schema))
 
-            try:
-                summaries = [_read(cfg, plan, code, spectators, dictionary, write,
-                                   require_events=shard is None)
-                             for code, plan in enumerate(plans)]
-                if not writer and shard is None:
-                    raise PnnError("no event passes the selections: loosen them")
-                if not writer:  # a shard whose trees keep nothing: an empty table
-                    pq.write_table(pa.table({"weight": pa.array([], pa.float64())}), tmp)
-            finally:
-                for w in writer:
-                    w.close()
-    total = sum(s.selected for s in summaries)
-    result = IngestResult(path, total, is_toy, list(cfg.features), spectators, summaries)
-    meta = {"events": total, "toy": is_toy, "features": result.features,
-            "spectators": spectators, "config_digest": cfg.digest(),
-            "samples": [asdict(s) for s in summaries]}
-    if shard is not None:
-        meta["shard"] = {"index": shard[0], "count": shard[1]}
-    write_json(path.with_suffix(".json") if shard is not None else cfg.run_dir / META_FILE, meta)
+        try:
+            summaries = [_read(cfg, plan, code, spectators, dictionary, write,
+                               require_events=shard is None)
+                         for code, plan in enumerate(plans)]
+            if not writer and shard is None:
+                raise PnnError("no event passes the selections: loosen them")
+            if not writer:  # a shard whose trees keep nothing: an empty table
+                pq.write_table(pa.table({"weight": pa.array([], pa.float64())}), tmp)
+        finally:
+            for w in writer:
+                w.close()
+        total = sum(s.selected for s in summaries)
+        result = IngestResult(path, total, is_toy, list(cfg.features), spectators, summaries)
+        meta = {"events": total, "toy": is_toy, "features": result.features,
+                "spectators": spectators, "samples": [asdict(s) for s in summaries],
+                provenance.KEY: provenance.record(cfg, "ingest")}
+        if shard is not None:
+            meta["shard"] = {"index": shard[0], "count": shard[1]}
+        meta_name = path.with_suffix(".json").name if shard is not None else META_FILE
+        write_json(staged.path(meta_name), meta)
+        staged.publish(last=[meta_name])
     log.info("wrote %d events to %s", total, path)
     return result
 
@@ -411,17 +418,76 @@ def _shards(cfg: Config) -> list[Path]:
     return [shard_path(cfg, i, count) for i in range(count)]
 
 
-def load_events(cfg: Config) -> tuple[pd.DataFrame, dict]:
-    """Read the events table written by :func:`ingest`, or the union of its shards."""
+def _shard_metas(cfg: Config, shards: list[Path]) -> list[dict]:
+    """The metadata of every shard, each checked against the current ingest settings."""
+    metas = []
+    for p in shards:
+        fix = cfg.command("ingest") + " --shard " + "/".join(p.stem.split("-")[1::2])
+        m = read_json(p.with_suffix(".json"), fix)
+        provenance.require(cfg, "ingest", m.get(provenance.KEY), f"ingest shard '{p}'", fix=fix)
+        metas.append(m)
+    return metas
+
+
+def events_identity(cfg: Config) -> str:
+    """Identity of the current events table (or of its complete set of shards), checked
+    against the config: the input identity that training records."""
     path = events_path(cfg)
     if path.is_file():
-        meta = json.loads((cfg.run_dir / META_FILE).read_text())
-        return pd.read_parquet(path), meta
+        meta = read_json(cfg.run_dir / META_FILE, cfg.command("ingest"))
+        rec = provenance.require(cfg, "ingest", meta.get(provenance.KEY),
+                                 f"the events table '{path}'")
+        return rec["id"]
     shards = _shards(cfg)
     if not shards:
-        raise PnnError(f"events table '{path}' not found: run 'pnn ingest' first")
-    tables = [pd.read_parquet(p) for p in shards]
-    metas = [json.loads(p.with_suffix(".json").read_text()) for p in shards]
+        raise PnnError(f"events table '{path}' not found: run '{cfg.command('ingest')}' first")
+    return provenance.combine([m[provenance.KEY]["id"] for m in _shard_metas(cfg, shards)])
+
+
+def _read_table(path: Path, fix: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise PnnError(f"'{path}' is damaged ({first}): rerun '{fix}'") from None
+
+
+def merge_shards(cfg: Config) -> IngestResult:
+    """Join the complete set of shards into one events table, once each is checked current."""
+    shards = _shards(cfg)
+    if not shards:
+        raise PnnError(f"no ingest shards in '{cfg.run_dir / SHARD_DIR}': run "
+                       f"'{cfg.command('ingest')} --shard I/N' first")
+    with task_lock(cfg.run_dir, "ingest"):
+        events, meta = load_events(cfg, shards_only=True)
+        path = events_path(cfg)
+        meta.pop("id")
+        meta[provenance.KEY] = provenance.record(
+            cfg, "ingest", {"shards": provenance.combine(meta.pop("shard_ids"))})
+        with Staging(cfg.run_dir, "ingest") as staged:
+            events.to_parquet(staged.path(path.name), compression="lz4", index=False)
+            write_json(staged.path(META_FILE), meta)
+            staged.publish(last=[META_FILE])
+    summaries = [SampleSummary(**s) for s in meta["samples"]]
+    return IngestResult(path, meta["events"], meta["toy"], meta["features"], meta["spectators"],
+                        summaries)
+
+
+def load_events(cfg: Config, *, shards_only: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Read the events table written by :func:`ingest`, or the union of its shards, once its
+    provenance is checked against the config; ``meta["id"]`` is the table's identity."""
+    path = events_path(cfg)
+    if path.is_file() and not shards_only:
+        meta = read_json(cfg.run_dir / META_FILE, cfg.command("ingest"))
+        rec = provenance.require(cfg, "ingest", meta.get(provenance.KEY),
+                                 f"the events table '{path}'")
+        events = _read_table(path, cfg.command("ingest"))
+        return events, {**meta, "id": rec["id"]}
+    shards = _shards(cfg)
+    if not shards:
+        raise PnnError(f"events table '{path}' not found: run '{cfg.command('ingest')}' first")
+    metas = _shard_metas(cfg, shards)
+    tables = [_read_table(p, cfg.command("ingest")) for p in shards]
     if not any(m["events"] for m in metas):
         raise PnnError(f"the shards in '{cfg.run_dir / SHARD_DIR}' hold no event: loosen the "
                        "selections")
@@ -440,4 +506,7 @@ def load_events(cfg: Config) -> tuple[pd.DataFrame, dict]:
                 for key in ("read", "selected", "weighted"):
                     merged[s["name"]][key] += s[key]
     meta["samples"] = list(merged.values())
+    ids = [m[provenance.KEY]["id"] for m in metas]
+    meta["shard_ids"] = ids
+    meta["id"] = provenance.combine(ids)
     return events, meta

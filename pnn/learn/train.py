@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import platform
@@ -20,9 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pnn.core.atomic import atomic_path, write_json
+from pnn.core import provenance
+from pnn.core.atomic import Staging, atomic_path, read_json, sweep, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
+from pnn.core.locks import task_lock
+from pnn.io.ingest import events_identity
 from pnn.learn import model as pnn_model
 from pnn.learn.preprocess import InputScaler, MassPrior, feature_matrix, folds, mass_mask, training_weights
 from pnn.show import plots
@@ -193,11 +197,14 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
 
 
 def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, *,
-          variant: Variant = Variant(), out_dir: Path | None = None) -> TrainResult:
+          variant: Variant = Variant(), out_dir: Path | None = None,
+          events_id: str | None = None) -> TrainResult:
     """Train every fold model (or only ``fold_ids``) and write the model metadata.
 
     The default variant is the PNN in ``<run>/model``; the studies train hold-out and
-    baseline networks into their own ``out_dir``.
+    baseline networks into their own ``out_dir``. Each fold is one task: its model, scaler,
+    history and plot are staged and published together, then recorded in ``metadata.json``
+    with their SHA-256 and provenance (``events_id`` names the events table trained on).
     """
     import tensorflow as tf
 
@@ -208,17 +215,33 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
     if bad:
         raise PnnError(f"fold {bad[0]} does not exist: folds are 0..{k - 1}")
     events = training_events(cfg, events, variant.signal_masses)
+    counts = np.bincount(folds(events["event_number"].to_numpy(), k), minlength=k)
+    if (counts == 0).any():
+        raise PnnError(f"preprocessing.folds = {k} leaves fold {int(np.argmin(counts))} without "
+                       f"events (event numbers of {len(events)} training events): use fewer folds")
     warn_repeated_event_numbers(events, cfg.event_number)
     masses = sorted(float(m) for m in np.unique(events.loc[events["label"] == 1, "mass"]))
     if variant.signal_masses is not None and len(masses) != len(variant.signal_masses):
         raise PnnError(f"{variant.name}: no training signal at some of the masses "
                        f"{[f'{m:g}' for m in variant.signal_masses]} GeV")
     out_dir = pnn_model.model_dir(cfg.run_dir) if out_dir is None else Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = [train_fold(cfg, events, f, out_dir, variant.parametric) for f in fold_ids]
-    with _metadata_lock(out_dir):  # fold jobs finishing together must not drop each other
-        _write_metadata(cfg, out_dir, masses, fold_ids, results, variant)
+    sweep(out_dir)
+    results = []
+    for f in fold_ids:
+        with task_lock(out_dir, f"fold{f}"), Staging(out_dir, f"fold{f}") as staged:
+            res = train_fold(cfg, events, f, staged.dir, variant.parametric)
+            files = {p.name: _sha256(p) for p in sorted(staged.dir.iterdir()) if p.is_file()}
+            rec = provenance.record(cfg, "train", {"events": events_id or "unrecorded"})
+            with _metadata_lock(out_dir):  # fold jobs finishing together must not drop each other
+                staged.publish()
+                _write_metadata(cfg, out_dir, masses, {**asdict(res), "files": files,
+                                                       provenance.KEY: rec}, variant)
+        results.append(res)
     return TrainResult(out_dir, masses, results)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @contextlib.contextmanager
@@ -231,16 +254,22 @@ def _metadata_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _write_metadata(cfg: Config, out_dir: Path, masses: list[float], fold_ids: list[int],
-                    results: list[FoldResult], variant: Variant) -> None:
+def _write_metadata(cfg: Config, out_dir: Path, masses: list[float], fold: dict,
+                    variant: Variant) -> None:
+    """Record one newly published fold in ``metadata.json``, keeping the other folds' records
+    as they are: each fold carries its own provenance, so folds from different trainings are
+    seen by :func:`require_model`, never silently mixed."""
     k = cfg.preprocessing.folds
     meta_path = out_dir / "metadata.json"
     earlier = []
-    if meta_path.is_file() and len(fold_ids) < k:  # keep what other fold jobs recorded
-        old = json.loads(meta_path.read_text())
-        if old.get("config_digest") == cfg.digest():
-            earlier = [r for r in old.get("fold_results", []) if r["fold"] not in fold_ids]
-    fold_results = sorted(earlier + [asdict(r) for r in results], key=lambda r: r["fold"])
+    if meta_path.is_file():
+        try:
+            old = json.loads(meta_path.read_text())
+            earlier = [r for r in old.get("fold_results", [])
+                       if r.get("fold") != fold["fold"] and r.get("fold", k) < k]
+        except (OSError, ValueError, AttributeError):
+            log.warning("%s was unreadable: the other folds must be trained again", meta_path)
+    fold_results = sorted([*earlier, fold], key=lambda r: r["fold"])
     inputs = list(cfg.features)
     if variant.parametric:
         inputs.append("mass (scaled to [0, 1] over the trained range)")
@@ -261,3 +290,41 @@ def _write_metadata(cfg: Config, out_dir: Path, masses: list[float], fold_ids: l
         "versions": _versions(),
         "fold_results": fold_results,
     })
+
+
+def require_model(cfg: Config, mdir: Path | None = None, *, events_id: str | None = None,
+                  check_files: bool = True) -> str:
+    """Identity of the trained model, once every fold is checked: present, made from the
+    current config's training settings and the same events table, files as recorded.
+
+    ``events_id`` (default: the current events table's identity, when ``mdir`` is the PNN of
+    the run) must be the table every fold trained on. Returns the model's identity.
+    """
+    if mdir is None:
+        mdir = pnn_model.model_dir(cfg.run_dir)
+        events_id = events_id or events_identity(cfg)
+    train_cmd = cfg.command("train")
+    meta = read_json(mdir / "metadata.json", train_cmd)
+    k = cfg.preprocessing.folds
+    by_fold = {r.get("fold"): r for r in meta.get("fold_results", []) if isinstance(r, dict)}
+    ids = []
+    for f in range(k):
+        rec = by_fold.get(f)
+        fix = f"{train_cmd} --fold {f}"
+        if rec is None:
+            raise PnnError(f"the model of fold {f} is missing in '{mdir}': run '{fix}'")
+        inputs = {"events": events_id} if events_id else None
+        p = provenance.require(cfg, "train", rec.get(provenance.KEY), f"the model of fold {f} in "
+                               f"'{mdir}'", inputs=inputs, fix=train_cmd)
+        if check_files:
+            for name, want in rec.get("files", {}).items():
+                path = mdir / name
+                if not path.is_file() or _sha256(path) != want:
+                    raise PnnError(f"'{path}' is not the file its training recorded (changed or "
+                                   f"interrupted): run '{fix}'")
+        ids.append(p["id"])
+    trained_on = {by_fold[f][provenance.KEY]["inputs"].get("events") for f in range(k)}
+    if len(trained_on) > 1:
+        raise PnnError(f"the fold models in '{mdir}' were trained on different events tables: "
+                       f"rerun '{train_cmd}'")
+    return provenance.combine(ids)

@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pnn.core.atomic import write_json
+from pnn.core import provenance
+from pnn.core.atomic import Staging, sweep, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
+from pnn.core.locks import task_lock
 from pnn.io import toy
 from pnn.learn.model import FoldModels
 from pnn.learn.preprocess import cut_halves, feature_matrix, mass_mask
-from pnn.learn.train import training_events
+from pnn.learn.train import require_model, training_events
 from pnn.show import plots
 from pnn.stats import metrics, sanity
 
@@ -110,8 +112,9 @@ def _ks(train: np.ndarray, test: np.ndarray) -> float:
 
 
 def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: float,
-                  toy_samples: bool) -> MassResult:
-    """All numbers and plots for one mass hypothesis; writes ``metrics.json``."""
+                  toy_samples: bool, inputs: dict[str, str] | None = None) -> MassResult:
+    """All numbers and plots for one mass hypothesis, published together with ``metrics.json``
+    (which records the model and events table they came from, ``inputs``)."""
     ev = cfg.evaluation
     k = models.k
     sig_sel = (events["label"].to_numpy() == 1) & mass_mask(events["mass"].to_numpy(), mass)
@@ -122,6 +125,11 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     label = test["label"].to_numpy()
     weight = test["weight"].to_numpy(np.float64)
     evno = test["event_number"].to_numpy()
+    for cls, name in ((1, "signal"), (0, "background")):
+        total = float(weight[label == cls].sum())
+        if not total > 0:
+            raise PnnError(f"m = {mass:g} GeV: the {name} weights sum to {total:g} (all zero or "
+                           f"negative): check the weight expression '{cfg.weight}' of the samples")
     X = feature_matrix(test, models.features)
     half = cut_halves(evno, k)
 
@@ -134,7 +142,7 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
         llr = toy.log_likelihood_ratio(test, mass)
         results["optimal"], rocs["optimal"] = method_metrics(
             llr, label, weight, half, ev.min_background_events)
-    if ev.window_branch in test:
+    if ev.window_branch is not None and ev.window_branch in test:
         window = -np.abs(test[ev.window_branch].to_numpy(np.float64) - mass)
         results["window"], rocs["window"] = method_metrics(
             window, label, weight, half, ev.min_background_events)
@@ -158,18 +166,23 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     for w in warnings:
         log.warning("m = %g GeV: %s", mass, w)
 
-    out = mass_dir(cfg.run_dir, mass)
+    label_dir = mass_dir(cfg.run_dir, mass).name
     title = f"m = {mass:g} GeV" + ("" if trained else " (not trained on)")
-    plots.score_distributions(
-        {"signal": (train_score[tr_lab == 1], weight[idx][tr_lab == 1]),
-         "background": (train_score[tr_lab == 0], weight[idx][tr_lab == 0])},
-        {"signal": (score[is_sig], weight[is_sig]), "background": (score[~is_sig], weight[~is_sig])},
-        {"signal": ks_sig, "background": ks_bkg}, out / "scores.png", title)
-    plots.roc_curves(rocs, out / "roc.png", title)
-    plots.significance_vs_cut(metrics.scan(score, label, weight),
-                              (results["pnn"].cut, results["pnn"].cut_other_half),
-                              ev.min_background_events, out / "significance.png", title)
-    write_json(metrics_path(cfg.run_dir, mass), asdict(result))
+    with task_lock(cfg.run_dir, f"evaluate-{label_dir}"), \
+            Staging(mass_dir(cfg.run_dir, mass), "evaluate") as staged:
+        plots.score_distributions(
+            {"signal": (train_score[tr_lab == 1], weight[idx][tr_lab == 1]),
+             "background": (train_score[tr_lab == 0], weight[idx][tr_lab == 0])},
+            {"signal": (score[is_sig], weight[is_sig]),
+             "background": (score[~is_sig], weight[~is_sig])},
+            {"signal": ks_sig, "background": ks_bkg}, staged.path("scores.png"), title)
+        plots.roc_curves(rocs, staged.path("roc.png"), title)
+        plots.significance_vs_cut(metrics.scan(score, label, weight),
+                                  (results["pnn"].cut, results["pnn"].cut_other_half),
+                                  ev.min_background_events, staged.path("significance.png"), title)
+        write_json(staged.path("metrics.json"),
+                   {**asdict(result), provenance.KEY: provenance.record(cfg, "evaluate", inputs)})
+        staged.publish(last=["metrics.json"])
     return result
 
 
@@ -194,26 +207,62 @@ def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sa
     return checks
 
 
+def _window_branch(cfg: Config, events: pd.DataFrame) -> None:
+    """An explicit ``window_branch`` must exist; the default one may be absent (then the
+    window baseline is skipped, with a warning); ``null`` turns it off."""
+    branch = cfg.evaluation.window_branch
+    if branch is None or branch in events:
+        return
+    if "window_branch" in cfg.evaluation.model_fields_set:
+        raise PnnError(f"{cfg.source}: key 'evaluation.window_branch': '{branch}' is not a column "
+                       "of the events table: add it to spectators and rerun ingest, or set it "
+                       "to null")
+    log.warning("no '%s' in the events table: the mass-window baseline is skipped (set "
+                "evaluation.window_branch to a mass branch, or to null to silence this)", branch)
+
+
 def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] | None = None,
              allow_extrapolation: bool | None = None) -> list[MassResult]:
-    """Evaluate every requested mass (default: all signal masses) with the fold models."""
+    """Evaluate every requested mass (default: all signal masses) with the fold models.
+
+    Each mass is one task; the index is written last, listing only masses whose outputs
+    are complete and made from the current model.
+    """
+    events_id = meta.get("id") or "unrecorded"
+    model_id = require_model(cfg, events_id=events_id)
     models = FoldModels.load(cfg.run_dir)
     missing = sorted(set(models.features) - set(events.columns))
     if missing:
-        raise PnnError(f"events table lacks feature {missing[0]!r}: re-run 'pnn ingest'")
+        raise PnnError(f"events table lacks feature {missing[0]!r}: rerun '{cfg.command('ingest')}'")
+    _window_branch(cfg, events)
     default_set = not masses
     masses = sorted(masses) if masses else evaluable_masses(cfg, events)
     allow = cfg.evaluation.allow_extrapolation if allow_extrapolation is None else allow_extrapolation
     check_masses(masses, models.trained_masses, allow)
+    sweep(cfg.run_dir / "evaluate")
     run_checks(cfg, events, models)
+    inputs = {"model": model_id, "events": events_id}
     out = []
     for i, m in enumerate(masses, 1):
         log.info("evaluating mass %g GeV (%d/%d)", m, i, len(masses))
-        out.append(evaluate_mass(cfg, events, models, m, bool(meta.get("toy"))))
+        out.append(evaluate_mass(cfg, events, models, m, bool(meta.get("toy")), inputs))
     if default_set:
         write_json(index_path(cfg.run_dir), {
             "masses": masses,
             "metrics": [str(metrics_path(cfg.run_dir, m).relative_to(cfg.run_dir)) for m in masses],
+            provenance.KEY: provenance.record(cfg, "evaluate", inputs),
         })
     return out
 
+
+def require_metrics(cfg: Config, found: list[tuple[Path, dict]]) -> None:
+    """Refuse per-mass metrics that were not made from the current model and settings.
+
+    The model is checked first, so a retrained or stale model is named before its metrics.
+    """
+    if not found:
+        return
+    model_id = require_model(cfg, check_files=False)
+    for path, m in found:
+        provenance.require(cfg, "evaluate", m.get(provenance.KEY), f"'{path}'",
+                           inputs={"model": model_id})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -10,11 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from pnn.core.atomic import atomic_path, write_json
+from pnn.core import provenance
+from pnn.core.atomic import Staging, atomic_path, read_json, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
+from pnn.core.locks import task_lock
 from pnn.show import plots
-from pnn.stats import sanity
+from pnn.stats import evaluate, sanity
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +45,27 @@ def _row(m: dict) -> dict:
     return row
 
 
+def evaluated(cfg: Config) -> list[tuple[Path, dict]]:
+    """Every per-mass ``metrics.json`` (restricted to ``evaluation.masses`` when set), each
+    checked to come from the current model and evaluation settings."""
+    base = cfg.run_dir / "evaluate"
+    pairs = [(p, read_json(p, cfg.command("evaluate"))) for p in sorted(base.glob("m*/metrics.json"))]
+    if cfg.evaluation.masses:
+        wanted = set(cfg.evaluation.masses)
+        pairs = [(p, m) for p, m in pairs if m.get("mass") in wanted]
+    evaluate.require_metrics(cfg, pairs)
+    return pairs
+
+
 def collect(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     """Rows of every evaluated mass (restricted to ``evaluation.masses`` when set)."""
     base = cfg.run_dir / "evaluate"
-    found = [json.loads(p.read_text()) for p in sorted(base.glob("m*/metrics.json"))]
-    if cfg.evaluation.masses:
-        wanted = set(cfg.evaluation.masses)
-        found = [m for m in found if m["mass"] in wanted]
+    found = [m for _, m in evaluated(cfg)]
     if not found:
         raise PnnError(f"no evaluated mass under '{base}': run 'pnn evaluate' first")
     found.sort(key=lambda m: m["mass"])
     checks_file = base / "sanity.json"
-    checks = json.loads(checks_file.read_text()) if checks_file.is_file() else []
+    checks = read_json(checks_file, cfg.command("evaluate")) if checks_file.is_file() else []
     warnings = [c["warning"] for c in checks if c["warning"]]
     warnings += [f"m = {m['mass']:g} GeV: {w}" for m in found for w in m.get("warnings", [])]
     table = pd.DataFrame([_row(m) for m in found], columns=COLUMNS)
@@ -118,7 +128,12 @@ def report(cfg: Config) -> Report:
     table, warnings = collect(cfg)
     run = cfg.run_dir
     paths = {"csv": run / "summary.csv", "json": run / "summary.json", "plot": run / "summary.png"}
-    write_table(table, run / "summary")
-    plots.summary(table, paths["plot"])
+    with task_lock(run, "report"), Staging(run, "report") as staged:
+        write_table(table, staged.path("summary"))
+        plots.summary(table, staged.path("summary.png"))
+        write_json(staged.path("summary.provenance.json"), provenance.record(
+            cfg, "report", {"metrics": provenance.combine(
+                [m[provenance.KEY]["id"] for _, m in evaluated(cfg)])}))
+        staged.publish(last=["summary.provenance.json"])
     text = "\n".join([markdown(table), "", *comparison(table)]).rstrip()
     return Report(table, text, warnings, paths)

@@ -6,24 +6,26 @@ import pytest
 from pnn.core.config import load_config
 from pnn.core.errors import PnnError
 from pnn.stats import report
-from tests.conftest import toy_config, write_config
+from tests.conftest import plant_run, toy_config, write_config
 
 
-def _metrics(mass, trained, auc, z, optimal=True):
+def _metrics(mass, trained, auc, z, optimal=True, made=None):
     methods = {"pnn": {"auc": auc, "z": z, "bkg_eff_sig80": 0.1, "bkg_eff_sig95": 0.2,
                        "s_over_sqrt_b": z},
                "window": {"auc": auc - 0.05, "z": z / 2}}
     if optimal:
         methods["optimal"] = {"auc": auc + 0.001, "z": z * 1.02}
-    return {"mass": mass, "trained": trained, "methods": methods, "warnings": []}
+    return {"mass": mass, "trained": trained, "methods": methods, "warnings": [], "provenance": made}
 
 
 def test_report_collects_masses_in_order_and_writes_files(tmp_path) -> None:
     cfg = load_config(write_config(tmp_path / "c.yaml", toy_config(tmp_path)))
+    made = plant_run(cfg)
     for m, trained in ((1000.0, True), (500.0, True), (750.0, False)):
         d = cfg.run_dir / "evaluate" / f"m{m:g}"
         d.mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps(_metrics(m, trained, 0.9 + m / 1e5, m / 100)))
+        (d / "metrics.json").write_text(
+            json.dumps(_metrics(m, trained, 0.9 + m / 1e5, m / 100, made=made)))
     rep = report.report(cfg)
     assert rep.table["mass"].tolist() == [500.0, 750.0, 1000.0]
     rows = json.loads(rep.paths["json"].read_text())
@@ -37,9 +39,11 @@ def test_report_collects_masses_in_order_and_writes_files(tmp_path) -> None:
 
 def test_missing_optimum_is_null_not_nan(tmp_path) -> None:
     cfg = load_config(write_config(tmp_path / "c.yaml", toy_config(tmp_path)))
+    made = plant_run(cfg)
     d = cfg.run_dir / "evaluate" / "m500"
     d.mkdir(parents=True)
-    (d / "metrics.json").write_text(json.dumps(_metrics(500.0, True, 0.9, 2.0, optimal=False)))
+    (d / "metrics.json").write_text(json.dumps(_metrics(500.0, True, 0.9, 2.0, optimal=False,
+                                                        made=made)))
     rep = report.report(cfg)
     text = rep.paths["json"].read_text()
     assert "NaN" not in text and json.loads(text)[0]["auc_optimal"] is None
