@@ -10,19 +10,69 @@ import glob
 import hashlib
 import logging
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pnn.core.errors import PnnError
 
 log = logging.getLogger(__name__)
 
 
+SEED_MAX = 2**32 - 1  # numpy's generators take seeds 0 .. 2**32 - 1
+
+# Hidden-layer activations that keras.activations.get accepts and that work alone on a Dense
+# layer; kept static so that loading a config never imports Keras (a test checks the list).
+# Left out: 'threshold' (needs extra arguments) and 'glu' (halves the layer width).
+ACTIVATIONS = (
+    "celu", "elu", "exponential", "gelu", "hard_shrink", "hard_sigmoid", "hard_silu",
+    "hard_swish", "hard_tanh", "leaky_relu", "linear", "log_sigmoid", "log_softmax", "mish",
+    "relu", "relu6", "selu", "sigmoid", "silu", "soft_shrink", "softmax", "softplus",
+    "softsign", "sparse_plus", "sparse_sigmoid", "sparsemax", "squareplus", "swish", "tanh",
+    "tanh_shrink",
+)
+
+
+def _types_in(annotation: Any) -> set[Any]:
+    """Every type named in a field annotation, through unions, lists, dicts and Literal."""
+    if typing.get_origin(annotation) is Literal:
+        return {type(a) for a in typing.get_args(annotation)}
+    found = {annotation}
+    for arg in typing.get_args(annotation):
+        found |= _types_in(arg)
+    return found
+
+
+def _has_bool(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return any(isinstance(v, bool) for v in value)
+    return isinstance(value, bool)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML true/false would pass for 1/0 in a number field: refuse it in every section."""
+        if info.field_name is None or not _has_bool(value):
+            return value
+        kinds = _types_in(cls.model_fields[info.field_name].annotation)
+        if bool not in kinds and kinds & {int, float}:
+            raise ValueError("true/false is not a number: write a number here")
+        return value
 
 
 class SumWeights(_Strict):
@@ -190,7 +240,8 @@ class Preprocessing(_Strict):
 
 class Training(_Strict):
     layers: list[int] = Field([32, 32, 32], description="widths of the hidden Dense layers")
-    activation: str = Field("relu", description="hidden-layer activation")
+    activation: str = Field(
+        "relu", description="hidden-layer Keras activation, e.g. relu, tanh, elu, selu, gelu, swish")
     learning_rate: float = Field(0.1, gt=0, description="initial SGD learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     nesterov: bool = Field(True, description="Nesterov momentum")
@@ -210,13 +261,21 @@ class Training(_Strict):
             raise ValueError("layers must be a non-empty list of positive widths")
         return v
 
+    @field_validator("activation")
+    @classmethod
+    def _activation(cls, v: str) -> str:
+        if v not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {v!r}: use one of {', '.join(ACTIVATIONS)}")
+        return v
+
 
 class Evaluation(_Strict):
     masses: list[float] | None = Field(None, description="masses to evaluate; default: all signal")
     min_background_events: int = Field(
         20, ge=1, description="raw background MC events the cut must keep"
     )
-    window_branch: str = Field("FourBodyMass", description="variable of the mass-window baseline")
+    window_branch: str | None = Field(
+        "FourBodyMass", description="variable of the mass-window baseline; null: no such baseline")
     ks_threshold: float = Field(0.01, gt=0, lt=1, description="warn when a KS p-value is below")
     min_signal_events: int = Field(100, ge=1, description="warn below this many raw signal MC events")
     min_effective_events: float = Field(
@@ -269,9 +328,9 @@ class Cluster(_Strict):
 
 
 class Config(_Strict):
-    name: str = Field(description="run name: outputs go to output_dir/name")
+    name: str = Field(description="run name, a plain folder name: outputs go to output_dir/name")
     output_dir: str = Field("runs", description="parent of the run directory")
-    seed: int = Field(42, description="seed for every random choice")
+    seed: int = Field(42, description=f"seed for every random choice, 0 to {SEED_MAX}")
     samples: Samples
     features: list[str] = Field(description="network inputs: branches, expressions or aliases")
     spectators: list[str] = Field([], description="branches carried into the table, not trained")
@@ -293,6 +352,22 @@ class Config(_Strict):
     study: Study = Study()
     apply: Apply = Apply()
     cluster: Cluster = Cluster()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        """The run directory output_dir/name must stay inside output_dir."""
+        if v.strip() in ("", ".") or ".." in v or any(c in v for c in "/\\\0"):
+            raise ValueError("the run name must be a plain folder name, without '/', '\\', '..' "
+                             "or a NUL byte, and not empty or '.': e.g. 'my_run'")
+        return v
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int) -> int:
+        if not 0 <= v <= SEED_MAX:
+            raise ValueError(f"the seed must be an integer from 0 to {SEED_MAX} (2**32 - 1)")
+        return v
 
     @field_validator("features")
     @classmethod
@@ -334,6 +409,46 @@ class Config(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: str, first: int, second: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last).
+
+    Every node gets its dotted key path before its children are built, so the error names
+    the full key, e.g. 'training.epochs' or 'samples.signal.0.tree'.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._paths: dict[int, str] = {}
+
+    def _child(self, node: yaml.Node, part: str) -> str:
+        parent = self._paths.get(id(node), "")
+        return f"{parent}.{part}" if parent else part
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = self._child(node, key_node.value)
+            line = key_node.start_mark.line + 1
+            if key_node.value in seen:
+                raise _DuplicateKeyError(key, seen[key_node.value], line)
+            seen[key_node.value] = line
+            self._paths[id(value_node)] = key
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> list:
+        for i, item in enumerate(node.value):
+            self._paths[id(item)] = self._child(node, str(i))
+        return super().construct_sequence(node, deep=deep)
+
+
 def _format_error(path: Path, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -355,7 +470,18 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     if not path.is_file():
         raise PnnError(f"config file '{path}' not found: pass the path to a YAML config")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PnnError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                       f"{exc.start}): save the file as UTF-8") from None
+    except OSError as exc:
+        raise PnnError(f"config file '{path}' cannot be read ({exc.strerror}): "
+                       "check its permissions") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except _DuplicateKeyError as exc:
+        raise PnnError(f"{path}: key '{exc.key}' appears twice (lines {exc.first} and "
+                       f"{exc.second}): keep one") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pnn.core.config import load_config
 from pnn.core.errors import PnnError
@@ -94,3 +95,47 @@ def test_bad_sample_keys(sample, message) -> None:
 
     with pytest.raises(ValidationError, match=message):
         Sample(name="s", files=["f.root"], **{k: v for k, v in sample.items() if v is not None})
+
+
+def test_every_listed_activation_is_a_keras_activation() -> None:
+    import keras
+    import numpy as np
+
+    from pnn.core.config import ACTIVATIONS
+
+    x = np.linspace(-2, 2, 8, dtype="float32").reshape(2, 4)
+    for name in ACTIVATIONS:
+        out = keras.activations.get(name)(x)
+        assert tuple(out.shape) == (2, 4), name
+
+
+def test_duplicate_key_in_a_list_of_samples(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("samples:\n  background:\n    - name: a\n    - name: b\n      name: c\n")
+    with pytest.raises(PnnError, match=r"key 'samples\.background\.1\.name' appears twice "
+                                       r"\(lines 4 and 5\)"):
+        load_config(path)
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    raw = toy_config(tmp_path)
+    text = yaml.safe_dump(raw).replace("training:\n", "common: &c {patience: 5}\ntraining:\n  <<: *c\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(PnnError, match="unknown key 'common'"):
+        load_config(path)
+
+
+def test_bool_fields_still_take_booleans_and_numbers_take_ints(tmp_path: Path) -> None:
+    raw = toy_config(tmp_path, luminosity=140)
+    raw["training"].update(nesterov=False, learning_rate=1, epochs=3)
+    cfg = load_config(write_config(tmp_path / "c.yaml", raw))
+    assert cfg.luminosity == 140.0 and isinstance(cfg.luminosity, float)
+    assert cfg.training.nesterov is False and cfg.training.learning_rate == 1.0
+
+
+def test_unreadable_config_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(PnnError, match=r"c\.yaml: not UTF-8 text \(byte 0xff at offset 6\): save"):
+        load_config(path)
