@@ -71,3 +71,56 @@ def test_unreduced_collections_are_found() -> None:
 def test_malformed_reductions_are_refused(expr: str) -> None:
     with pytest.raises(PnnError, match=r"at\(collection|takes one collection|non-negative integer"):
         expressions.parse(expr)
+
+
+@pytest.mark.parametrize(("expr", "message"), [
+    ("9**9**9", "a power needs a number exponent"),
+    ("x**65", "a power needs a number exponent"),
+    ("x**(y**2)", "a power needs a number exponent"),
+    ("(9**9)**9", "a power needs a number exponent"),
+    ("x * 1e301", "a number beyond 1e"),
+    ("(pi * 1e10)**64", "a number beyond 1e"),
+    ("x + 1 / (2 - 2)", "divides a number by zero"),
+    ("x" + "+x" * 10_000, "longer than the 10000 allowed"),
+    ("-" * 3000 + "x", "nested more than 100 levels"),
+    ("(" * 500 + "x" + ")" * 500, "nested more than 100 levels"),
+    ("hypot(x)", r"hypot\(\) takes 2 argument"),
+    ("pi(2)", "'pi' is a constant"),
+])
+def test_limits_are_checked_at_parse_time(expr: str, message: str) -> None:
+    with pytest.raises(PnnError, match=message) as err:
+        expressions.parse(expr)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_small_powers_branch_exponents_and_flat_sums_are_fine() -> None:
+    arrays = {"x": np.array([1.0, 2.0]), "y": np.array([2.0, 3.0])}
+    assert expressions.evaluate("x**2 + x**-1 + x**y", arrays).tolist() == [3.0, 12.5]
+    assert expressions.evaluate(" + ".join(["x"] * 90), arrays).tolist() == [90.0, 180.0]
+
+
+def test_errors_name_the_key_or_the_first_60_characters() -> None:
+    long = "x + " * 30 + "1/0"
+    with pytest.raises(PnnError, match=r"^expression 'x \+ x .{54}\.\.\.': divides"):
+        expressions.parse(long)
+    with pytest.raises(PnnError, match=r"^key 'selection' \('1/0'\): divides"):
+        expressions.parse("1/0", key="selection")
+    with pytest.raises(PnnError, match=r"^key 'weight' \('c \+ 1'\): unknown branch 'c'"):
+        expressions.evaluate("c + 1", {"a": np.zeros(2)}, key="weight")
+
+
+def test_string_branches_are_taken_as_they_are_but_never_computed_with() -> None:
+    import awkward as ak
+
+    arrays = {"Type": np.array(["GT", "TT"], dtype=object), "U": np.array(["a", "b"]),
+              "S": ak.Array(["a", "bb"]), "x": np.zeros(2)}
+    assert expressions.evaluate("Type", arrays).tolist() == ["GT", "TT"]
+    for name in ("Type", "U", "S"):
+        with pytest.raises(PnnError, match=f"branch '{name}' holds strings: it cannot be used "
+                                           f"in '{name} == 1'"):
+            expressions.evaluate(f"{name} == 1", arrays)
+
+
+def test_type_errors_of_numpy_become_one_line() -> None:
+    with pytest.raises(PnnError, match=r"cannot be computed \(Integers to negative"):
+        expressions.evaluate("n ** -1", {"n": np.array([1, 2])})
