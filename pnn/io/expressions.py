@@ -109,19 +109,20 @@ def parse(expr: str, key: str | None = None) -> ast.Expression:
 
 
 def _check_size(tree: ast.Expression, where: str, deep: str) -> None:
-    """At most MAX_NODES expression nodes, nested at most MAX_DEPTH deep (walked without recursion)."""
-    stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
+    """At most MAX_NODES operands, operators and calls, at most MAX_DEPTH of them inside one
+    another (walked without recursion, so any tree the parser built can be checked)."""
+    stack: list[tuple[ast.AST, int]] = [(tree.body, 0)]
     nodes = 0
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise PnnError(deep)
         if isinstance(node, ast.expr):
-            nodes += 1
+            nodes, depth = nodes + 1, depth + 1
+            if depth > MAX_DEPTH:
+                raise PnnError(deep)
             if nodes > MAX_NODES:
                 raise PnnError(f"{where}: more than {MAX_NODES} operands and operators: "
                                "shorten it")
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        stack.extend((child, depth) for child in ast.iter_child_nodes(node))
 
 
 def _check_grammar(expr: str, tree: ast.Expression, key: str | None) -> None:

@@ -124,3 +124,11 @@ def test_string_branches_are_taken_as_they_are_but_never_computed_with() -> None
 def test_type_errors_of_numpy_become_one_line() -> None:
     with pytest.raises(PnnError, match=r"cannot be computed \(Integers to negative"):
         expressions.evaluate("n ** -1", {"n": np.array([1, 2])})
+
+
+def test_expressions_at_the_nesting_limit_still_evaluate() -> None:
+    arrays = {"x": np.array([1.0, 4.0])}
+    assert expressions.evaluate("-" * 99 + "x", arrays).tolist() == [-1.0, -4.0]
+    assert expressions.evaluate(" + ".join(["x"] * 100), arrays).tolist() == [100.0, 400.0]
+    assert expressions.evaluate("abs(" * 98 + "x" + ")" * 98, arrays).tolist() == [1.0, 4.0]
+    assert expressions.unreduced(" + ".join(["x"] * 100), {"x"}) == "x"
