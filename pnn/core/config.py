@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -385,6 +386,19 @@ class Config(_Strict):
             raise ValueError(f"sample '{scaled[0]}' has a cross_section: set 'luminosity' too")
         return self
 
+    _source: str = PrivateAttr("CONFIG")
+    _output_override: str | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> str:
+        """The config file as given on the command line (for the commands that errors suggest)."""
+        return self._source
+
+    def command(self, verb: str) -> str:
+        """The pnn command line that runs ``verb`` on this config (named by error messages)."""
+        out = f" -o {self._output_override}" if self._output_override else ""
+        return f"pnn {verb} {self._source}{out}"
+
     def expression(self, name: str) -> str:
         """The branch or expression behind a feature or spectator name (its alias resolved)."""
         return self.aliases.get(name, name)
@@ -490,9 +504,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise PnnError(f"{path}: the config must be a mapping of keys to values")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as err:
         raise PnnError(_format_error(path, err)) from None
+    cfg._source = str(path)
+    cfg._output_override = (overrides or {}).get("output_dir")
+    return cfg
 
 
 def _describe(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:

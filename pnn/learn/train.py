@@ -293,16 +293,19 @@ def _write_metadata(cfg: Config, out_dir: Path, masses: list[float], fold: dict,
 
 
 def require_model(cfg: Config, mdir: Path | None = None, *, events_id: str | None = None,
-                  check_files: bool = True) -> str:
+                  check_files: bool = True, check_events: bool = True) -> str:
     """Identity of the trained model, once every fold is checked: present, made from the
     current config's training settings and the same events table, files as recorded.
 
     ``events_id`` (default: the current events table's identity, when ``mdir`` is the PNN of
-    the run) must be the table every fold trained on. Returns the model's identity.
+    the run) must be the table every fold trained on; ``check_events=False`` skips that, for
+    stages that use a model without its events table (apply, export). Returns the model's
+    identity.
     """
     if mdir is None:
         mdir = pnn_model.model_dir(cfg.run_dir)
-        events_id = events_id or events_identity(cfg)
+        if check_events:
+            events_id = events_id or events_identity(cfg)
     train_cmd = cfg.command("train")
     meta = read_json(mdir / "metadata.json", train_cmd)
     k = cfg.preprocessing.folds

@@ -137,3 +137,45 @@ def report(cfg: Config) -> Report:
         staged.publish(last=["summary.provenance.json"])
     text = "\n".join([markdown(table), "", *comparison(table)]).rstrip()
     return Report(table, text, warnings, paths)
+
+
+@dataclass
+class StageState:
+    stage: str
+    state: str  # current, stale or missing
+    detail: str
+
+
+def stage_states(cfg: Config) -> list[StageState]:
+    """Whether the outputs of each stage of the run are current, stale or missing, judged by
+    their provenance against the config (``pnn status CONFIG``)."""
+    from pnn.io.ingest import events_identity, events_path
+    from pnn.learn.train import require_model
+
+    run = cfg.run_dir
+    checks = [
+        ("ingest", events_path(cfg).exists() or (run / "events.d").is_dir(),
+         lambda: events_identity(cfg)),
+        ("train", (run / "model" / "metadata.json").exists(), lambda: require_model(cfg)),
+        ("evaluate", any((run / "evaluate").glob("m*/metrics.json")), lambda: evaluated(cfg)),
+        ("report", (run / "summary.json").exists(), lambda: _require_summary(cfg)),
+    ]
+    out = []
+    for stage, exists, check in checks:
+        if not exists:
+            out.append(StageState(stage, "missing", f"run '{cfg.command(stage)}'"))
+            continue
+        try:
+            check()
+        except PnnError as exc:
+            out.append(StageState(stage, "stale", str(exc)))
+        else:
+            out.append(StageState(stage, "current", ""))
+    return out
+
+
+def _require_summary(cfg: Config) -> None:
+    rec = read_json(cfg.run_dir / "summary.provenance.json", cfg.command("report"))
+    ids = provenance.combine([m[provenance.KEY]["id"] for _, m in evaluated(cfg)])
+    provenance.require(cfg, "report", rec, f"'{cfg.run_dir / 'summary.json'}'",
+                       inputs={"metrics": ids})

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pnn.core.atomic import write_json, write_text
+from pnn.core.atomic import sweep, write_json, write_text
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.io import toy
@@ -168,10 +168,24 @@ def train_networks(cfg: Config, variants: list[Variant], jobs: int | None = None
                 names.append(name)
                 log.info("trained %s (%d/%d)", name, len(names), len(todo))
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop_workers(pool)
+        sweep(study_dir(cfg))  # what the stopped workers were staging
         raise
     pool.shutdown()
     return names
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop every worker now (an error, Ctrl-C or SIGTERM): none may outlive the study."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5)
 
 
 def select_variants(variants: list[Variant], prefix: str, masses: list[float] | None) -> list[Variant]:
@@ -280,10 +294,10 @@ def load_methods(cfg: Config, events: pd.DataFrame, *, networks: bool = True,
                  bdt: bool = True) -> Methods:
     """The PNN of the run plus the trained study networks and freshly fitted BDTs."""
     from pnn.learn.model import model_dir
+    from pnn.learn.train import require_model
 
     masses = trained_masses(cfg, events)
-    if not (model_dir(cfg.run_dir) / "metadata.json").is_file():
-        raise PnnError(f"no trained PNN in '{model_dir(cfg.run_dir)}': run 'pnn train' first")
+    require_model(cfg)  # a PNN retrained since, or from other settings, is refused
     methods = Methods(masses, _fold_scorer(model_dir(cfg.run_dir)))
     if networks:
         for v in network_variants(masses):
