@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,9 @@ from pnn.learn.preprocess import InputScaler, folds
 log = logging.getLogger(__name__)
 
 PREDICT_BATCH = 65_536
+# What keras.saving.load_model raises for a truncated, overwritten or incomplete .keras file.
+MODEL_LOAD_ERRORS = (ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile,
+                     zlib.error)
 
 
 def build_model(n_inputs: int, layers: list[int], activation: str, seed: int) -> keras.Model:
@@ -59,6 +64,50 @@ def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
     return np.concatenate(out).astype(np.float64)
 
 
+def _read_metadata(path: Path) -> dict:
+    """``metadata.json`` of a model directory, refusing one that is not JSON or lacks keys."""
+    fix = "rerun 'pnn train'"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PnnError(f"model metadata '{path}' is not readable JSON ({type(exc).__name__}): "
+                       f"{fix}") from None
+    if not isinstance(meta, dict):
+        raise PnnError(f"model metadata '{path}' is not a JSON object: {fix}")
+    missing = [k for k in ("folds", "features", "masses") if k not in meta]
+    if missing:
+        raise PnnError(f"model metadata '{path}' lacks the key '{missing[0]}': {fix}")
+    folds_ = meta["folds"]
+    if not isinstance(folds_, int) or isinstance(folds_, bool) or folds_ < 1:
+        raise PnnError(f"model metadata '{path}': 'folds' is {folds_!r}, not a positive "
+                       f"integer: {fix}")
+    if not isinstance(meta["features"], list) or not all(isinstance(f, str) for f in meta["features"]):
+        raise PnnError(f"model metadata '{path}': 'features' is not a list of names: {fix}")
+    masses = meta["masses"]
+    if not isinstance(masses, list) or not all(
+            isinstance(m, int | float) and not isinstance(m, bool) and np.isfinite(m) for m in masses):
+        raise PnnError(f"model metadata '{path}': 'masses' is not a list of finite numbers: {fix}")
+    if not masses and meta.get("parametric", True):
+        raise PnnError(f"model metadata '{path}' lists no trained mass, so the mass input "
+                       f"cannot be scaled: {fix}")
+    return meta
+
+
+def _check_fold(path: Path, model: keras.Model, scaler: InputScaler, metadata: dict,
+                fix: str) -> None:
+    """Refuse a fold whose model, scaler and metadata do not belong together."""
+    if scaler.features != list(metadata["features"]):
+        raise PnnError(f"the scaler of '{path}' has features {scaler.features} but the model "
+                       f"metadata lists {metadata['features']}: {fix}")
+    if scaler.parametric != bool(metadata.get("parametric", True)):
+        raise PnnError(f"the scaler of '{path}' is {'' if scaler.parametric else 'not '}"
+                       f"parametric but the model metadata says otherwise: {fix}")
+    width = model.input_shape[-1] if isinstance(model.input_shape, tuple) else None
+    if width != scaler.n_inputs:
+        raise PnnError(f"'{path}' takes {width} inputs but its scaler gives {scaler.n_inputs}: "
+                       f"{fix}")
+
+
 def model_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "model"
 
@@ -84,15 +133,23 @@ class FoldModels:
         meta_path = mdir / "metadata.json"
         if not meta_path.is_file():
             raise PnnError(f"no trained model in '{mdir}': run 'pnn train' first")
-        metadata = json.loads(meta_path.read_text())
+        metadata = _read_metadata(meta_path)
         models, scalers = [], []
         for i in range(metadata["folds"]):
             path = mdir / f"fold{i}.keras"
             if not path.is_file():
                 raise PnnError(f"the model of fold {i} is missing in '{mdir}': "
                                f"run 'pnn train --fold {i}'")
-            models.append(keras.saving.load_model(path, compile=False))
-            scalers.append(InputScaler.load(mdir / f"fold{i}.scaler.json"))
+            fix = f"rerun 'pnn train --fold {i}'"
+            try:
+                model = keras.saving.load_model(path, compile=False)
+            except MODEL_LOAD_ERRORS as exc:
+                raise PnnError(f"model file '{path}' is damaged and cannot be loaded "
+                               f"({type(exc).__name__}): {fix}") from None
+            scaler = InputScaler.load(mdir / f"fold{i}.scaler.json", fix)
+            _check_fold(path, model, scaler, metadata, fix)
+            models.append(model)
+            scalers.append(scaler)
         return cls(models, scalers, metadata)
 
     @property

@@ -19,8 +19,10 @@ import pandas as pd
 from sklearn.preprocessing import RobustScaler
 
 from pnn.core.atomic import write_json
+from pnn.core.errors import PnnError
 
 MASS_TOLERANCE = 1e-3
+SCALER_KEYS = ("features", "robust_center", "robust_scale", "mass_min", "mass_max")
 
 
 def folds(event_number: np.ndarray, k: int) -> np.ndarray:
@@ -96,10 +98,67 @@ class InputScaler:
         write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> InputScaler:
-        d = json.loads(Path(path).read_text())
-        return cls(d["features"], np.array(d["robust_center"]), np.array(d["robust_scale"]),
-                   d["mass_min"], d["mass_max"], d.get("parametric", True))
+    def load(cls, path: str | Path, fix: str = "rerun 'pnn train'") -> InputScaler:
+        """Read a scaler saved by :meth:`save`, refusing one that would give wrong inputs.
+
+        A file that is not JSON, lacks a key, has lists of the wrong length, a zero or
+        non-finite scale, a non-finite centre or (parametric) no usable mass range is a
+        :class:`PnnError` naming the file and ending with ``fix``.
+        """
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise PnnError(f"scaler file '{path}' is missing: {fix}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PnnError(f"scaler file '{path}' is not readable JSON "
+                           f"({type(exc).__name__}): {fix}") from None
+        problem = _scaler_problem(d)
+        if problem:
+            raise PnnError(f"scaler file '{path}' is damaged: {problem}; {fix}")
+        lo, hi = (d[k] if _is_number(d[k]) else np.nan for k in ("mass_min", "mass_max"))
+        return cls(d["features"], np.array(d["robust_center"], dtype=np.float64),
+                   np.array(d["robust_scale"], dtype=np.float64), lo, hi,
+                   d.get("parametric", True))
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _scaler_problem(d: object) -> str:
+    """What is wrong with a parsed scaler file, or "" when it can be used."""
+    if not isinstance(d, dict):
+        return f"expected a JSON object, got {type(d).__name__}"
+    missing = [k for k in SCALER_KEYS if k not in d]
+    if missing:
+        return f"key '{missing[0]}' is missing"
+    features = d["features"]
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        return "'features' is not a list of names"
+    parametric = d.get("parametric", True)
+    if not isinstance(parametric, bool):
+        return f"'parametric' is {parametric!r}, not true or false"
+    for key in ("robust_center", "robust_scale"):
+        values = d[key]
+        if not isinstance(values, list) or not all(_is_number(v) for v in values):
+            return f"'{key}' is not a list of numbers"
+        if len(values) != len(features):
+            return f"'{key}' has {len(values)} entries for {len(features)} features"
+        bad = [f for f, v in zip(features, values, strict=True) if not np.isfinite(v)]
+        if bad:
+            return f"'{key}' is NaN or infinite for feature '{bad[0]}'"
+    zero = [f for f, v in zip(features, d["robust_scale"], strict=True) if v == 0]
+    if zero:
+        return f"'robust_scale' is zero for feature '{zero[0]}' (inputs would be divided by zero)"
+    if parametric:
+        lo, hi = d["mass_min"], d["mass_max"]
+        if not (_is_number(lo) and _is_number(hi) and np.isfinite(lo) and np.isfinite(hi)):
+            return (f"the trained mass range is {lo!r}-{hi!r}, not two finite numbers "
+                    "(a parametric model needs it to scale the mass)")
+        if hi < lo:
+            return f"'mass_max' {hi:g} is below 'mass_min' {lo:g}"
+    return ""
 
 
 def training_weights(
