@@ -20,6 +20,8 @@ from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.io import expressions, ntuple
 from pnn.learn.model import FoldModels
+from pnn.learn.train import require_model
+from pnn.stats.evaluate import check_masses
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +129,42 @@ def _chunks(cfg: Config, models: FoldModels, tree, branches: set[str], collectio
         yield score_chunk(cfg, models, arrays, masses, fill)
 
 
+def check_apply_masses(masses: list[float], trained: list[float],
+                       allow_extrapolation: bool) -> None:
+    """Refuse NaN or infinite mass hypotheses, and masses outside the ``trained`` range unless
+    ``allow_extrapolation``; then only warn, as ``pnn evaluate`` does. A model without a mass
+    input has no ``trained`` range."""
+    bad = [m for m in masses if not np.isfinite(m)]
+    if bad:
+        raise PnnError(f"--mass {bad[0]} is not a finite number: give mass hypotheses in GeV, "
+                       "e.g. --mass 750")
+    if not trained:
+        return
+    check_masses(masses, trained, allow_extrapolation)
+    lo, hi = min(trained), max(trained)
+    for m in masses:
+        if not lo - 1e-6 <= m <= hi + 1e-6:
+            log.warning("mass %g GeV is outside the trained range %g-%g GeV: its scores are an "
+                        "extrapolation the network was never shown", m, lo, hi)
+
+
 def apply(cfg: Config, inputs: list[str], masses: list[float] | None = None,
           output_dir: str | Path | None = None, force: bool = False,
-          trees: list[str] | None = None) -> list[ApplyResult]:
-    """Score every entry of every input file's trees into ``<stem>_pnn.root`` friend files."""
+          trees: list[str] | None = None, allow_extrapolation: bool = False) -> list[ApplyResult]:
+    """Score every entry of every input file's trees into ``<stem>_pnn.root`` friend files.
+
+    Mass hypotheses outside the trained range are refused unless ``allow_extrapolation``.
+    """
     files = expand_inputs(inputs)
     outputs = [output_path(cfg, f, output_dir) for f in files]
     existing = [str(o) for o in outputs if o.exists()]
     if existing and not force:
         raise PnnError(f"'{existing[0]}' exists: pass --force to overwrite it")
+    require_model(cfg, check_events=False)
     models = FoldModels.load(cfg.run_dir)
     masses = list(masses) if masses else models.trained_masses
+    check_apply_masses(masses, models.trained_masses if models.parametric else [],
+                       allow_extrapolation)
     fill = cfg.apply.fill
     branches = needed_branches(cfg, models.features)
     results = []

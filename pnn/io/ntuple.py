@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -17,6 +19,10 @@ from pnn.core.errors import PnnError
 log = logging.getLogger(__name__)
 
 STEP_SIZE = "16 MB"
+# What uproot raises when a file's header, streamers, keys or baskets are damaged.
+READ_ERRORS = (uproot.deserialization.DeserializationError, OSError, ValueError, KeyError,
+               IndexError, TypeError, NotImplementedError, UnicodeError, EOFError, struct.error,
+               zlib.error)
 ENTRY = "_entry"  # pseudo-branch: the entry number inside its tree, for files without one
 
 
@@ -26,7 +32,21 @@ def _open(path: str):
     except FileNotFoundError:
         raise PnnError(f"ROOT file '{path}' not found: check the sample's files") from None
     except Exception as exc:  # uproot raises many types for a file that is not ROOT
-        raise PnnError(f"'{path}' cannot be read as a ROOT file ({type(exc).__name__})") from None
+        raise PnnError(f"'{path}' cannot be read as a ROOT file ({type(exc).__name__}): check "
+                       "that it is one, or copy or produce it again") from None
+
+
+@contextlib.contextmanager
+def _reading(path: str, what: str = "") -> Iterator[None]:
+    """Turn uproot's errors for a damaged file into one :class:`PnnError` naming it."""
+    try:
+        yield
+    except PnnError:
+        raise
+    except READ_ERRORS as exc:
+        where = f" ({what})" if what else ""
+        raise PnnError(f"'{path}' is damaged: its ROOT metadata{where} cannot be read "
+                       f"({type(exc).__name__}); copy or produce the file again") from None
 
 
 @contextlib.contextmanager
@@ -45,31 +65,37 @@ def open_files(paths: Iterable[str]) -> Iterator[dict[str, object]]:
 
 def get_tree(handle, path: str, tree: str, branches: Iterable[str]):
     """The TTree ``tree`` of an open file, after checking that it has every branch."""
-    if tree not in handle:
-        trees = sorted({k.split(";")[0] for k, v in handle.classnames().items() if v == "TTree"})
-        raise PnnError(f"'{path}' has no tree '{tree}': trees there are {trees}")
-    obj = handle[tree]
-    if not isinstance(obj, uproot.behaviors.TTree.TTree):
-        raise PnnError(f"'{path}': '{tree}' is a {obj.classname}, not a TTree")
-    missing = sorted(set(branches) - set(obj.keys()) - {ENTRY})
+    with _reading(path, f"tree '{tree}'"):
+        if tree not in handle:
+            trees = sorted({k.split(";")[0] for k, v in handle.classnames().items()
+                            if v == "TTree"})
+            raise PnnError(f"'{path}' has no tree '{tree}': trees there are {trees}")
+        obj = handle[tree]
+        if not isinstance(obj, uproot.behaviors.TTree.TTree):
+            raise PnnError(f"'{path}': '{tree}' is a {obj.classname}, not a TTree")
+        keys = set(obj.keys())
+    missing = sorted(set(branches) - keys - {ENTRY})
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise PnnError(
             f"'{path}' tree '{tree}' has no branch {missing[0]!r}{more}: fix the name in the "
-            f"config; branches there include {sorted(obj.keys())[:12]}"
+            f"config; branches there include {sorted(keys)[:12]}"
         )
     return obj
 
 
 def list_trees(handle) -> list[str]:
     """Names of the TTrees at the top of an open file (cycle numbers dropped), in file order."""
-    return list(dict.fromkeys(k.split(";")[0] for k, v in handle.classnames(recursive=False).items()
-                              if v == "TTree"))
+    with _reading(handle.file_path, "list of keys"):
+        return list(dict.fromkeys(k.split(";")[0]
+                                  for k, v in handle.classnames(recursive=False).items()
+                                  if v == "TTree"))
 
 
 def has_branches(handle, tree: str, branches: Iterable[str]) -> bool:
     """Whether TTree ``tree`` of an open file has every one of ``branches``."""
-    return set(branches) - {ENTRY} <= set(handle[tree].keys())
+    with _reading(handle.file_path, f"tree '{tree}'"):
+        return set(branches) - {ENTRY} <= set(handle[tree].keys())
 
 
 def branch_kinds(tree, branches: Iterable[str]) -> dict[str, str]:
@@ -78,7 +104,8 @@ def branch_kinds(tree, branches: Iterable[str]) -> dict[str, str]:
     interp = uproot.interpretation
     out = {}
     for name in branches:
-        it = tree[name].interpretation
+        with _reading(tree.file.file_path, f"branch '{name}' of tree '{tree.name}'"):
+            it = tree[name].interpretation
         if isinstance(it, interp.strings.AsStrings):
             out[name] = "string"
         elif isinstance(it, interp.jagged.AsJagged):
@@ -100,12 +127,13 @@ def sum_branch(trees: list, branch: str) -> float:
 
 def histogram_bin(handle, path: str, name: str, bin_number: int) -> float:
     """Content of ROOT bin ``bin_number`` (1 = first, 0 = underflow) of a 1D histogram."""
-    if name not in handle:
-        raise PnnError(f"'{path}' has no histogram '{name}': fix sum_weights.histogram")
-    hist = handle[name]
-    if not hasattr(hist, "values") or not hist.classname.startswith("TH1"):
-        raise PnnError(f"'{path}': '{name}' is a {hist.classname}, not a 1D histogram")
-    values = hist.values(flow=True)
+    with _reading(path, f"histogram '{name}'"):
+        if name not in handle:
+            raise PnnError(f"'{path}' has no histogram '{name}': fix sum_weights.histogram")
+        hist = handle[name]
+        if not hasattr(hist, "values") or not hist.classname.startswith("TH1"):
+            raise PnnError(f"'{path}': '{name}' is a {hist.classname}, not a 1D histogram")
+        values = hist.values(flow=True)
     if not 0 <= bin_number < len(values):
         raise PnnError(f"'{path}' histogram '{name}' has no bin {bin_number} "
                        f"(bins 1-{len(values) - 2}, 0 and {len(values) - 1} are the flows)")
