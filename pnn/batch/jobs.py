@@ -10,11 +10,14 @@ merges the outputs once every task is done. Everything of one submission lives u
     logs/<task>.log output of the task's last attempt (and collect.log)
     state/<task>.json  last attempt: host, scheduler job id, start, end, exit code
     done/<task>     written (atomically) only after the command exited 0 and its outputs exist
+    dry-run/        what ``pnn submit --dry-run`` would write; a dry run touches nothing else
 
 A task runs as ``python -m pnn job run-task JOBDIR INDEX`` with the submitting shell's
 interpreter, after the optional ``cluster.setup`` line, in the recorded project directory,
 so it never depends on the scheduler's working directory. A finished task is skipped, so a
-re-submission redoes only what is missing.
+re-submission redoes only what is missing (``--force`` forgets the selected tasks' completion
+first). A dry run reads the job directory but never changes it: tasks queued by a real
+submission keep reading the same job.json, and ``pnn status`` keeps showing the real outcome.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,6 +42,7 @@ from pnn.core.errors import PnnError
 log = logging.getLogger(__name__)
 
 COLLECT = "collect"
+DRY_RUN = "dry-run"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class Stage:
     split: Callable[[Config, str, Selection], list[Task]]
     collect: Callable[[Config, str], list[str]] | None
     help: str
+    force_args: tuple[str, ...] = ()  # what the task's verb needs to overwrite its outputs
 
 
 def _mass_label(m: float) -> str:
@@ -186,7 +192,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "one job per held-out interior mass; collect: pnn study all"),
     Stage("dedicated", split_dedicated, _study_all, "one dedicated network per trained mass; "
           "collect: pnn study all"),
-    Stage("apply", split_apply, None, "one job per group of input files"),
+    Stage("apply", split_apply, None, "one job per group of input files", ("--force",)),
 )}
 
 
@@ -226,6 +232,10 @@ class JobDir:
     def marker(self, label: str) -> Path:
         return self.path / "done" / label
 
+    def files(self, dry_run: bool) -> Path:
+        """Where a submission writes job.json, tasks.txt and the scheduler files."""
+        return self.path / DRY_RUN if dry_run else self.path
+
     def is_done(self, task: dict, digest: str) -> bool:
         """Marker written by this config, and every output still there."""
         marker = self.marker(task["label"])
@@ -249,19 +259,22 @@ def _outputs_complete(task: dict, run_dir: Path) -> bool:
 
 
 def prepare(cfg: Config, config_path: str, stage: str, sel: Selection, output_dir: str | None,
-            setup: str | None) -> tuple[JobDir, dict]:
+            setup: str | None, *, dry_run: bool = False, force: bool = False) -> tuple[JobDir, dict]:
     """Split ``stage`` into tasks and write job.json and tasks.txt.
 
     Task indices are stable: under the same config, tasks of an earlier submission keep
     their line in tasks.txt (array tasks still queued read it) and new ones are appended;
-    ``selected`` lists the tasks of this submission.
+    ``selected`` lists the tasks of this submission. A dry run writes its files under
+    ``dry-run/`` so the job directory of the real submissions stays as it was. ``force``
+    adds the arguments the stage's verb needs to overwrite existing outputs.
     """
     if stage not in STAGES:
         raise PnnError(f"unknown stage '{stage}': use one of {', '.join(STAGES)}")
     entry = STAGES[stage]
     config = str(Path(config_path).resolve())
     common = ["-o", str(Path(output_dir).resolve())] if output_dir else []
-    tasks = [{**asdict(t), "args": [*t.args, *common]} for t in entry.split(cfg, config, sel)]
+    extra = [*common, *(entry.force_args if force else ())]
+    tasks = [{**asdict(t), "args": [*t.args, *extra]} for t in entry.split(cfg, config, sel)]
     if not tasks:
         raise PnnError(f"stage '{stage}' has nothing to run with this selection")
     jd = JobDir.of(cfg, stage)
@@ -282,10 +295,15 @@ def prepare(cfg: Config, config_path: str, stage: str, sel: Selection, output_di
         "selected": [t["label"] for t in tasks],
         "collect": [*entry.collect(cfg, config), *common] if entry.collect else None,
     }
-    for sub in ("logs", "state", "done"):
-        (jd.path / sub).mkdir(parents=True, exist_ok=True)
-    write_json(jd.spec_path, spec)
-    write_text(jd.path / "tasks.txt", "".join(f"{command_line(t['args'])}\n" for t in spec["tasks"]))
+    target = jd.files(dry_run)
+    if dry_run:
+        shutil.rmtree(target, ignore_errors=True)  # only this dry run's files, nothing stale
+        target.mkdir(parents=True)
+    else:
+        for sub in ("logs", "state", "done"):
+            (jd.path / sub).mkdir(parents=True, exist_ok=True)
+    write_json(target / jd.spec_path.name, spec)
+    write_text(target / "tasks.txt", "".join(f"{command_line(t['args'])}\n" for t in spec["tasks"]))
     return jd, spec
 
 
@@ -294,11 +312,25 @@ def command_line(args: list[str]) -> str:
     return shlex.join(["pnn", *args])
 
 
-def pending(jd: JobDir, spec: dict) -> list[int]:
-    """Indices of the selected tasks without a valid completion marker."""
+def pending(jd: JobDir, spec: dict, *, force: bool = False) -> list[int]:
+    """Indices of the selected tasks without a valid completion marker (all of them with
+    ``force``)."""
     selected = set(spec.get("selected", [t["label"] for t in spec["tasks"]]))
     return [i for i, t in enumerate(spec["tasks"])
-            if t["label"] in selected and not jd.is_done(t, spec["config_digest"])]
+            if t["label"] in selected and (force or not jd.is_done(t, spec["config_digest"]))]
+
+
+def forget_done(jd: JobDir, spec: dict, indices: list[int]) -> None:
+    """Remove the completion markers of these tasks (and of the collect step) so they run again.
+
+    Called by a forced submission just before the scheduler starts the tasks, which would
+    otherwise skip them as done.
+    """
+    for i in indices:
+        jd.marker(spec["tasks"][i]["label"]).unlink(missing_ok=True)
+    if indices:
+        jd.marker(COLLECT).unlink(missing_ok=True)
+    log.info("forgot the completion of %d task(s) of '%s': they run again", len(indices), spec["stage"])
 
 
 def _scheduler_job_id() -> str | None:

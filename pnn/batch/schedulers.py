@@ -3,7 +3,12 @@
 Each back end writes its files into the stage's job directory, submits only the tasks that
 are not done (HTCondor queues every line of tasks.txt; finished ones exit at once), then the
 collect step once they all succeeded, and records what it submitted in submissions.json so
-``pnn status`` can ask the scheduler which tasks are queued or running.
+``pnn status`` can ask the scheduler which tasks are queued or running. A dry run writes the
+same files under ``dry-run/`` and records nothing: it is never counted as a submission.
+
+Resource values end up in ``#SBATCH`` lines and submit descriptions, one per line, so
+:func:`check_resources` refuses control characters (a newline would add directives) and wall
+times that are not in one of Slurm's formats.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -18,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pnn.batch.jobs import COLLECT, JobDir, pending
+from pnn.batch.jobs import COLLECT, JobDir, forget_done, pending
 from pnn.core.atomic import write_json, write_text
 from pnn.core.config import Cluster
 from pnn.core.errors import PnnError
@@ -26,6 +32,52 @@ from pnn.core.errors import PnnError
 log = logging.getLogger(__name__)
 
 SCHEDULERS = ("slurm", "htcondor", "local")
+
+#: Slurm's --time formats; the regular expression accepts exactly these (ASCII digits only).
+TIME_FORMATS = ("minutes", "minutes:seconds", "hours:minutes:seconds", "days-hours",
+                "days-hours:minutes", "days-hours:minutes:seconds")
+_TIME = re.compile(r"[0-9]+(:[0-9]+){0,2}|[0-9]+-[0-9]+(:[0-9]+){0,2}")
+
+#: Resource keys written as text into scheduler files (the list keys are checked item by item).
+_TEXT_KEYS = ("partition", "account", "time", "memory", "job_flavour", "slurm_directives",
+              "htcondor_commands")
+_LINE_BREAKS = {"\x85", "\u2028", "\u2029"}
+
+
+def _control_character(value: str) -> str | None:
+    """The first control character or line break in ``value``, else None."""
+    for ch in value:
+        if ord(ch) < 32 or ord(ch) == 127 or 0x80 <= ord(ch) < 0xA0 or ch in _LINE_BREAKS:
+            return ch
+    return None
+
+
+def check_resources(res: Cluster, *, from_command_line: tuple[str, ...] = (),
+                    config: str | None = None) -> None:
+    """Refuse resource values that would break or inject lines of the scheduler files.
+
+    ``from_command_line`` names the keys given as options (``--time``); the others are named
+    as config keys (``cluster.time`` of ``config``), so the message points at what to edit.
+    """
+    def where(key: str) -> str:
+        if key in from_command_line:
+            return "option --directive" if key.endswith(("directives", "commands")) else \
+                f"option --{key.replace('_', '-')}"
+        return f"cluster.{key}" + (f" in '{config}'" if config else "")
+
+    for key in _TEXT_KEYS:
+        value = getattr(res, key)
+        for item in value if isinstance(value, list) else [value]:
+            if item is None:
+                continue
+            bad = _control_character(item)
+            if bad is not None:
+                raise PnnError(f"{where(key)}: {item!r} contains the control character {bad!r}; "
+                               "it is written into a line of the job script, where a newline would "
+                               "add directives: give the value on one line without control characters")
+    if not _TIME.fullmatch(res.time):
+        raise PnnError(f"{where('time')}: {res.time!r} is not a Slurm wall time: use one of "
+                       f"{', '.join(TIME_FORMATS)} (digits only, e.g. 90, 02:00:00 or 1-12:00:00)")
 
 
 def _runner(spec: dict, jd: JobDir, *args: str) -> list[str]:
@@ -88,17 +140,17 @@ def slurm_script(spec: dict, jd: JobDir, res: Cluster, body: list[str], *, name:
     return "\n".join([*lines, "", *body, ""])
 
 
-def submit_slurm(spec: dict, jd: JobDir, res: Cluster, dry_run: bool) -> list[str]:
+def submit_slurm(spec: dict, jd: JobDir, res: Cluster, dry_run: bool, force: bool = False) -> list[str]:
     """Write tasks.sbatch (job array over the pending tasks) and collect.sbatch; sbatch them."""
-    todo = pending(jd, spec)
+    todo = pending(jd, spec, force=force)
     live, _ = slurm_view(jd)
     messages = []
     if live:  # submitting again now would run the same tasks twice
         raise PnnError(f"tasks of '{spec['stage']}' are still queued or running ({', '.join(sorted(live))}): "
                        "wait for them (pnn status) or cancel them with scancel, then submit again")
     name = f"pnn-{spec['stage']}"
-    tasks_file = jd.path / "tasks.sbatch"
-    collect_file = jd.path / "collect.sbatch"
+    tasks_file = jd.files(dry_run) / "tasks.sbatch"
+    collect_file = jd.files(dry_run) / "collect.sbatch"
     if todo:
         run = shlex.join(_runner(spec, jd, "run-task"))
         write_text(tasks_file, slurm_script(spec, jd, res, [f'exec {run} "$SLURM_ARRAY_TASK_ID"'],
@@ -110,6 +162,8 @@ def submit_slurm(spec: dict, jd: JobDir, res: Cluster, dry_run: bool) -> list[st
                                               array=None, output="slurm-collect-%j.out"))
     if not todo and not need_collect:
         return ["every task is done: nothing to submit"]
+    if force and not dry_run:
+        forget_done(jd, spec, todo)
     tasks_cmd = ["sbatch", "--parsable", str(tasks_file)]
     job_id = "<tasks job id>"
     if todo:
@@ -203,25 +257,32 @@ def condor_submit_description(spec: dict, jd: JobDir, res: Cluster, args: list[s
     return "\n".join([*lines, f"queue {queue}", ""])
 
 
-def submit_htcondor(spec: dict, jd: JobDir, res: Cluster, dry_run: bool) -> list[str]:
-    """Write tasks.sub, collect.sub and a DAG with collect as the child; condor_submit_dag it."""
-    todo = pending(jd, spec)
+def submit_htcondor(spec: dict, jd: JobDir, res: Cluster, dry_run: bool, force: bool = False) -> list[str]:
+    """Write tasks.sub, collect.sub and a DAG with collect as the child; condor_submit_dag it.
+
+    The files refer to each other in the folder they are written to (``dry-run/`` for a dry
+    run); the jobs themselves always run against the job directory.
+    """
+    todo = pending(jd, spec, force=force)
     if not todo and (not spec.get("collect") or jd.marker(COLLECT).is_file()):
         return ["every task is done: nothing to submit"]
+    files = jd.files(dry_run)
     run_task = ["-m", "pnn", "job", "run-task", str(jd.path), "$(ProcId)", "--selected-only"]
-    write_text(jd.path / "tasks.sub", condor_submit_description(
-        spec, jd, res, run_task, queue=f"task from {jd.path / 'tasks.txt'}", task="tasks"))
+    write_text(files / "tasks.sub", condor_submit_description(
+        spec, jd, res, run_task, queue=f"task from {files / 'tasks.txt'}", task="tasks"))
     dag = [f"# pnn {spec['stage']}: every line of tasks.txt, then the collect step",
-           f"JOB tasks {jd.path / 'tasks.sub'}"]
+           f"JOB tasks {files / 'tasks.sub'}"]
     if spec.get("collect"):
-        write_text(jd.path / "collect.sub", condor_submit_description(
+        write_text(files / "collect.sub", condor_submit_description(
             spec, jd, res, ["-m", "pnn", "job", "run-collect", str(jd.path)], queue="1", task=COLLECT))
-        dag += [f"JOB collect {jd.path / 'collect.sub'}", "PARENT tasks CHILD collect"]
-    dag_file = jd.path / f"{spec['stage']}.dag"
+        dag += [f"JOB collect {files / 'collect.sub'}", "PARENT tasks CHILD collect"]
+    dag_file = files / f"{spec['stage']}.dag"
     write_text(dag_file, "\n".join(dag) + "\n")
     cmd = ["condor_submit_dag", "-force", "-batch-name", f"pnn-{spec['stage']}", str(dag_file)]
     if dry_run:
         return [f"would run: {shlex.join(cmd)}"]
+    if force:
+        forget_done(jd, spec, todo)
     if shutil.which("condor_submit_dag") is None:
         return [f"condor_submit_dag is not installed here: on a submit node run\n  {shlex.join(cmd)}"]
     out = _run(cmd)
@@ -251,9 +312,10 @@ def htcondor_live(jd: JobDir) -> dict[str, str]:
 
 # --- local ----------------------------------------------------------------------------------
 
-def submit_local(spec: dict, jd: JobDir, res: Cluster, dry_run: bool) -> tuple[list[str], int]:
+def submit_local(spec: dict, jd: JobDir, res: Cluster, dry_run: bool,
+                 force: bool = False) -> tuple[list[str], int]:
     """Run the pending tasks on this machine with a bounded process pool, then collect."""
-    todo = pending(jd, spec)
+    todo = pending(jd, spec, force=force)
     workers = res.max_concurrent or max(1, (os.cpu_count() or 1) // res.cpus)
     commands = [[*_runner(spec, jd, "run-task"), str(i)] for i in todo]
     need_collect = bool(spec.get("collect")) and (bool(todo) or not jd.marker(COLLECT).is_file())
@@ -266,6 +328,8 @@ def submit_local(spec: dict, jd: JobDir, res: Cluster, dry_run: bool) -> tuple[l
         return msgs, 0
     if not todo and not need_collect:
         return ["every task is done: nothing to run"], 0
+    if force:
+        forget_done(jd, spec, todo)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def one(cmd: list[str]) -> int:
@@ -288,14 +352,19 @@ def submit_local(spec: dict, jd: JobDir, res: Cluster, dry_run: bool) -> tuple[l
     return msgs, 0
 
 
-def submit(spec: dict, jd: JobDir, res: Cluster, scheduler: str, dry_run: bool) -> tuple[list[str], int]:
-    """Submit a prepared job directory; the messages to print and the exit code."""
+def submit(spec: dict, jd: JobDir, res: Cluster, scheduler: str, dry_run: bool,
+           force: bool = False) -> tuple[list[str], int]:
+    """Submit a prepared job directory; the messages to print and the exit code.
+
+    ``force`` reruns the selected tasks even when they are done.
+    """
+    check_resources(res)
     if scheduler == "slurm":
-        return submit_slurm(spec, jd, res, dry_run), 0
+        return submit_slurm(spec, jd, res, dry_run, force), 0
     if scheduler == "htcondor":
-        return submit_htcondor(spec, jd, res, dry_run), 0
+        return submit_htcondor(spec, jd, res, dry_run, force), 0
     if scheduler == "local":
-        return submit_local(spec, jd, res, dry_run)
+        return submit_local(spec, jd, res, dry_run, force)
     raise PnnError(f"unknown scheduler '{scheduler}': use one of {', '.join(SCHEDULERS)}")
 
 

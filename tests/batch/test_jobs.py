@@ -13,12 +13,20 @@ from pnn.core.config import load_config
 
 
 def tasks_of(config: Path, *args: str) -> list[str]:
+    """The selected task lines of a dry run (written under the job directory's dry-run/)."""
     res = CliRunner().invoke(main, ["submit", str(config), *args, "--scheduler", "local", "--dry-run"])
     assert res.exit_code == 0, res.output
-    spec = jobs.JobDir.of(load_config(config), args[0]).spec()
-    lines = (load_config(config).run_dir / "jobs" / args[0] / "tasks.txt").read_text().splitlines()
+    dry = jobs.JobDir.of(load_config(config), args[0]).files(dry_run=True)
+    spec = jobs.JobDir(dry).spec()
+    lines = (dry / "tasks.txt").read_text().splitlines()
     assert lines == [jobs.command_line(t["args"]) for t in spec["tasks"]]
     return [line for line, t in zip(lines, spec["tasks"], strict=True) if t["label"] in spec["selected"]]
+
+
+def prepared(config: Path, stage: str, **selection) -> jobs.JobDir:
+    """The job directory of a real (not dry-run) submission, without starting any scheduler."""
+    jd, _ = jobs.prepare(load_config(config), str(config), stage, jobs.Selection(**selection), None, None)
+    return jd
 
 
 def test_train_one_task_per_fold(small_toy) -> None:
@@ -32,9 +40,11 @@ def test_train_one_task_per_fold(small_toy) -> None:
 def test_evaluate_one_task_per_mass_with_report_as_collect(small_toy) -> None:
     c = small_toy.resolve()
     assert tasks_of(small_toy, "evaluate") == [f"pnn evaluate {c} --mass {m}" for m in (500, 750, 1000, 1500)]
+    prepared(small_toy, "evaluate")
     assert tasks_of(small_toy, "evaluate", "--masses", "1500,500") == [
         f"pnn evaluate {c} --mass 500", f"pnn evaluate {c} --mass 1500"]
-    spec = json.loads((load_config(small_toy).run_dir / "jobs" / "evaluate" / "job.json").read_text())
+    spec = jobs.JobDir.of(load_config(small_toy), "evaluate").files(dry_run=True) / "job.json"
+    spec = json.loads(spec.read_text())
     assert spec["collect"] == ["report", str(c)]
     # a smaller selection keeps every earlier task on its line: queued array tasks index it
     assert [t["label"] for t in spec["tasks"]] == ["m500", "m750", "m1000", "m1500"]
@@ -48,7 +58,8 @@ def test_output_dir_is_passed_to_every_task(small_toy, tmp_path, monkeypatch) ->
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(main, ["submit", str(small_toy), "evaluate", "-o", "elsewhere", "--dry-run"])
     assert res.exit_code == 0, res.output
-    spec = json.loads((Path("elsewhere") / "small" / "jobs" / "evaluate" / "job.json").resolve().read_text())
+    spec = json.loads((Path("elsewhere") / "small" / "jobs" / "evaluate" / "dry-run" / "job.json").resolve()
+                      .read_text())
     out = str(Path("elsewhere").resolve())
     assert all(t["args"][-2:] == ["-o", out] for t in spec["tasks"]) and spec["collect"][-2:] == ["-o", out]
 
@@ -63,7 +74,8 @@ def test_contracted_stages_task_lists(small_toy) -> None:
     assert tasks_of(small_toy, "interpolation") == [f"pnn study interpolation {c} --holdout 1000"]
     assert tasks_of(small_toy, "dedicated") == [
         f"pnn study dedicated {c} --mass {m}" for m in (500, 1000, 1500)]
-    spec = json.loads((load_config(small_toy).run_dir / "jobs" / "dedicated" / "job.json").read_text())
+    spec = jobs.JobDir.of(load_config(small_toy), "dedicated").files(dry_run=True) / "job.json"
+    spec = json.loads(spec.read_text())
     assert spec["collect"] == ["study", "all", str(c)]
     files = sorted(str(p.resolve()) for p in ntuples.glob("*.root"))
     assert tasks_of(small_toy, "apply", "--files", str(ntuples / "*.root"), "--files-per-job", "1",
@@ -93,8 +105,7 @@ def test_done_needs_marker_outputs_and_same_config(small_toy) -> None:
 
 def test_failed_task_is_reported_with_its_log(small_toy, tmp_path, monkeypatch) -> None:
     """A config broken after submission: the task fails; status names its log and error line."""
-    tasks_of(small_toy, "evaluate", "--mass", "500")
-    jd = jobs.JobDir.of(load_config(small_toy), "evaluate")
+    jd = prepared(small_toy, "evaluate", masses=(500.0,))
     good = small_toy.read_text()
     small_toy.write_text(good + "typo: 1\n")
     monkeypatch.chdir(tmp_path)  # the task runs in the recorded project directory
@@ -135,9 +146,8 @@ def test_runner_entry_point_is_the_cli() -> None:
 
 
 def test_htcondor_runner_skips_tasks_outside_the_selection(small_toy, capsys) -> None:
-    tasks_of(small_toy, "evaluate")
-    tasks_of(small_toy, "evaluate", "--mass", "500")
-    jd = jobs.JobDir.of(load_config(small_toy), "evaluate")
+    prepared(small_toy, "evaluate")
+    jd = prepared(small_toy, "evaluate", masses=(500.0,))
     res = CliRunner().invoke(main, ["job", "run-task", str(jd.path), "1", "--selected-only"])
     assert res.exit_code == 0
     assert "m750 was not selected" in res.output + capsys.readouterr().out
@@ -154,3 +164,39 @@ def test_cluster_section_is_strict(small_toy) -> None:
     small_toy.write_text(yaml.safe_dump(raw))
     res = CliRunner().invoke(main, ["submit", str(small_toy), "train", "--dry-run"])
     assert res.exit_code == 2 and "cluster.scheduler" in res.output
+
+
+def test_force_reruns_done_tasks_and_a_dry_run_is_never_a_submission(small_toy) -> None:
+    """A real local run, then dry runs (another scheduler and selection): status still shows
+    the real outcome; only --force runs the done task again."""
+    def invoke(*args: str) -> str:
+        res = CliRunner().invoke(main, [*args])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    invoke("submit", str(small_toy), "ingest", "--scheduler", "local")
+    jd = jobs.JobDir.of(load_config(small_toy), "ingest")
+    assert invoke("status", str(small_toy), "ingest").splitlines() == ["shard0  done", "1 done"]
+    real = {p: p.read_bytes() for p in (jd.spec_path, jd.path / "tasks.txt", jd.state("shard0"))}
+
+    invoke("submit", str(small_toy), "ingest", "--scheduler", "slurm", "--files-per-job", "1", "--dry-run")
+    invoke("submit", str(small_toy), "ingest", "--scheduler", "local", "--force", "--dry-run")
+    assert invoke("status", str(small_toy), "ingest").splitlines() == ["shard0  done", "1 done"]
+    assert {p: p.read_bytes() for p in real} == real
+    assert jd.marker("shard0").is_file()
+
+    local = ("submit", str(small_toy), "ingest", "--scheduler", "local")
+    assert "every task is done: nothing to run" in invoke(*local)
+    assert jd.state("shard0").read_bytes() == real[jd.state("shard0")]
+    assert "shard0: done" in invoke(*local, "--force")
+    started = json.loads(real[jd.state("shard0")])["started"]
+    assert json.loads(jd.state("shard0").read_text())["started"] > started
+    assert invoke("status", str(small_toy), "ingest").splitlines() == ["shard0  done", "1 done"]
+
+
+def test_forced_apply_tasks_may_overwrite_their_outputs(small_toy) -> None:
+    ntuples = small_toy.parent / "ntuples"
+    files = ("--files", str(ntuples / "*.root"))
+    lines = tasks_of(small_toy, "apply", *files, "--force")
+    assert lines and all(line.endswith(" --force") for line in lines)
+    assert not any("--force" in line for line in tasks_of(small_toy, "apply", *files))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pnn.batch.jobs import JobDir
+from pnn.batch.jobs import JobDir, Selection, prepare
 from pnn.batch.schedulers import index_ranges
 from pnn.cli import main
 from pnn.core.config import load_config
@@ -40,7 +40,8 @@ def with_cluster(small_toy) -> Path:
 def test_slurm_array_and_collect_scripts(with_cluster) -> None:
     out = submit(with_cluster, "evaluate", "--scheduler", "slurm", "--time", "02:00:00", "--account", "atlas")
     jd = JobDir.of(load_config(with_cluster), "evaluate")
-    script = (jd.path / "tasks.sbatch").read_text()
+    dry = jd.files(dry_run=True)
+    script = (dry / "tasks.sbatch").read_text()
     for line in ("#SBATCH --array=0-3%3", "#SBATCH --partition=short", "#SBATCH --mem=2G",
                  "#SBATCH --cpus-per-task=2", "#SBATCH --time=02:00:00", "#SBATCH --account=atlas",
                  "#SBATCH --qos=normal", f"#SBATCH --output={jd.path}/logs/slurm-%A_%a.out"):
@@ -48,46 +49,50 @@ def test_slurm_array_and_collect_scripts(with_cluster) -> None:
     run = shlex.split(script.splitlines()[-1])
     assert run[0] == "exec" and Path(run[1]).is_absolute() and run[2:] == [
         "-m", "pnn", "job", "run-task", str(jd.path), "$SLURM_ARRAY_TASK_ID"]
-    assert "run-collect" in (jd.path / "collect.sbatch").read_text()
-    assert f"would run: sbatch --parsable {jd.path}/tasks.sbatch" in out
+    assert "run-collect" in (dry / "collect.sbatch").read_text()
+    assert f"would run: sbatch --parsable {dry}/tasks.sbatch" in out
     assert "--dependency=afterok:<tasks job id> --kill-on-invalid-dep=yes" in out
-    spec = jd.spec()
-    assert spec["setup"] == "source env.sh"
+    assert JobDir(dry).spec()["setup"] == "source env.sh"
+    assert sorted(p.name for p in jd.path.iterdir()) == ["dry-run"]  # the job directory is untouched
 
 
 def test_slurm_resubmission_arrays_only_pending_tasks(with_cluster) -> None:
     cfg = load_config(with_cluster)
-    submit(with_cluster, "evaluate", "--scheduler", "slurm")
-    jd = JobDir.of(cfg, "evaluate")
+    jd, spec = prepare(cfg, str(with_cluster), "evaluate", Selection(), None, None)
     for i in (0, 2):
-        task = jd.spec()["tasks"][i]
+        task = spec["tasks"][i]
         Path(task["outputs"][0]).parent.mkdir(parents=True, exist_ok=True)
         Path(task["outputs"][0]).write_text("{}")
         jd.marker(task["label"]).write_text(f'{{"config_digest": "{cfg.digest()}"}}')
     submit(with_cluster, "evaluate", "--scheduler", "slurm", "--max-concurrent", "1")
-    assert "#SBATCH --array=1,3%1" in (jd.path / "tasks.sbatch").read_text()
+    assert "#SBATCH --array=1,3%1" in (jd.files(dry_run=True) / "tasks.sbatch").read_text()
+    out = submit(with_cluster, "evaluate", "--scheduler", "slurm", "--force")
+    assert "#SBATCH --array=0-3%3" in (jd.files(dry_run=True) / "tasks.sbatch").read_text()
+    assert "would run: sbatch" in out
+    assert jd.marker(spec["tasks"][0]["label"]).is_file()  # a forced dry run forgets nothing
 
 
 def test_htcondor_submit_description_and_dag_parse(with_cluster) -> None:
     out = submit(with_cluster, "evaluate", "--scheduler", "htcondor", "--memory", "3G")
     jd = JobDir.of(load_config(with_cluster), "evaluate")
-    sub = htcondor2.Submit((jd.path / "tasks.sub").read_text())
+    dry = jd.files(dry_run=True)
+    sub = htcondor2.Submit((dry / "tasks.sub").read_text())
     assert sub["universe"] == "vanilla"
     assert sub["request_cpus"] == "2" and sub["request_memory"] == "3G"
     assert sub["MY.JobFlavour"] == '"espresso"'
-    assert sub.getQArgs() == f"task from {jd.path}/tasks.txt"
+    assert sub.getQArgs() == f"task from {dry}/tasks.txt"
     items = list(sub.itemdata())
-    assert [i["task"] for i in items] == (jd.path / "tasks.txt").read_text().splitlines()
+    assert [i["task"] for i in items] == (dry / "tasks.txt").read_text().splitlines()
     assert "$(ClusterId).$(ProcId)" in sub["output"] and "$(ClusterId).$(ProcId)" in sub["error"]
     assert sub["max_materialize"] == "3"
     args = sub.expand("arguments")
     assert args[0] == args[-1] == '"'  # the new syntax: the list in double quotes, items in single
     assert shlex.split(args[1:-1]) == ["-m", "pnn", "job", "run-task", str(jd.path), "0",
                                         "--selected-only"]
-    collect = htcondor2.Submit((jd.path / "collect.sub").read_text())
+    collect = htcondor2.Submit((dry / "collect.sub").read_text())
     assert collect.getQArgs() == "1" and "run-collect" in collect["arguments"]
 
-    dag = (jd.path / "evaluate.dag").read_text().splitlines()
+    dag = (dry / "evaluate.dag").read_text().splitlines()
     nodes, edges = {}, []
     for line in dag:
         words = line.split()
@@ -103,14 +108,15 @@ def test_htcondor_submit_description_and_dag_parse(with_cluster) -> None:
     assert set(nodes) == {"tasks", "collect"} and edges == [("tasks", "collect")]
     for path in nodes.values():
         htcondor2.Submit(path.read_text())  # each node's description parses
-    assert f"would run: condor_submit_dag -force -batch-name pnn-evaluate {jd.path}/evaluate.dag" in out
+    assert f"would run: condor_submit_dag -force -batch-name pnn-evaluate {dry}/evaluate.dag" in out
 
 
 def test_htcondor_without_collect_has_one_node(small_toy) -> None:
     submit(small_toy, "train", "--scheduler", "htcondor")
     jd = JobDir.of(load_config(small_toy), "train")
-    jobs = [ln for ln in (jd.path / "train.dag").read_text().splitlines() if ln.startswith("JOB")]
-    assert len(jobs) == 1 and not (jd.path / "collect.sub").exists()
+    dry = jd.files(dry_run=True)
+    jobs = [ln for ln in (dry / "train.dag").read_text().splitlines() if ln.startswith("JOB")]
+    assert len(jobs) == 1 and not (dry / "collect.sub").exists()
 
 
 def test_local_dry_run_lists_runner_commands(small_toy) -> None:
@@ -132,8 +138,9 @@ def test_default_scheduler_comes_from_the_config(small_toy) -> None:
     small_toy.write_text(yaml.safe_dump(raw))
     out = submit(small_toy, "train")
     jd = JobDir.of(load_config(small_toy), "train")
-    assert "condor_submit_dag" in out and (jd.path / "tasks.sub").is_file()
-    assert not (jd.path / "tasks.sbatch").exists()
+    assert "condor_submit_dag" in out and (jd.files(dry_run=True) / "tasks.sub").is_file()
+    submit(small_toy, "train", "--scheduler", "slurm")
+    assert not (jd.files(dry_run=True) / "tasks.sub").exists()  # each dry run starts afresh
 
 
 def test_missing_sbatch_is_one_line_with_the_fix(small_toy, tmp_path, monkeypatch) -> None:
