@@ -48,7 +48,8 @@ def test_ignored_mass_fires_for_a_network_blind_to_the_mass(toy_events) -> None:
 
 def test_identical_auc_at_every_mass_is_reported() -> None:
     assert sanity.identical_auc({500.0: 0.91, 1000.0: 0.95}).passed
-    assert sanity.identical_auc({500.0: 0.91}).passed  # one mass: nothing to compare
+    one = sanity.identical_auc({500.0: 0.91})  # one mass: nothing to compare, so not passed
+    assert not one.passed and "only 1 mass evaluated" in one.warning
     same = sanity.identical_auc({500.0: 0.9312, 1000.0: 0.9312, 1500.0: 0.9312})
     assert not same.passed and "0.931200 at every one of the 3 masses" in same.warning
 
@@ -95,3 +96,36 @@ def test_report_prints_the_sanity_warnings(toy_events) -> None:
     evaluate.evaluate_mass(cfg, events, echo_models(cfg.features, 0), 1000.0, True)
     rep = report.report(cfg)
     assert any("ignored mass" in w for w in rep.warnings)
+
+
+def test_a_nan_value_never_passes() -> None:
+    check = sanity.Check("anything", float("nan"), True)
+    assert not check.passed and "could not be computed" in check.warning
+    assert sanity.Check("anything", 0.3, True).passed
+
+
+def test_one_trained_mass_is_a_warning() -> None:
+    check = sanity.mass_sensitivity({500.0: np.array([0.1, 0.9])})
+    assert not check.passed and "trained on one mass only" in check.warning
+    assert not sanity.single_mass([500.0, 500.0]).passed
+    assert sanity.single_mass([500.0, 1000.0]).passed
+
+
+def test_null_auc_error_is_the_hanley_mcneil_value_at_one_half() -> None:
+    assert sanity.null_auc_error(100, 100) == pytest.approx(np.sqrt(201 / 120000))
+    assert np.isnan(sanity.null_auc_error(0, 100))
+
+
+def test_mass_leak_tolerance_grows_for_small_samples(toy_events) -> None:
+    cfg, events = toy_events
+    small = training_events(cfg, events).sample(400, random_state=3)
+    check = sanity.mass_leak(cfg, small, 0.02)
+    assert check.tolerance > 0.02 and check.passed
+    big = sanity.mass_leak(cfg, training_events(cfg, events), 0.02)
+    assert big.tolerance == pytest.approx(0.02) or big.tolerance < check.tolerance
+
+
+def test_shared_events_pass_for_separate_samples(toy_events) -> None:
+    cfg, events = toy_events
+    check = sanity.shared_events(cfg, events)
+    assert check.passed and check.value == 0
