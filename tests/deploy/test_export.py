@@ -206,7 +206,7 @@ def test_export_without_model_is_one_line_exit_2(tmp_path) -> None:
     path = write_config(tmp_path / "config.yaml", toy_config(tmp_path))
     res = CliRunner().invoke(main, ["export", str(path)])
     assert res.exit_code == 2
-    assert "no trained model" in res.output and "run 'pnn train' first" in res.output
+    assert "model" in res.output and "metadata.json" in res.output and "pnn train" in res.output
     assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
     assert not (tmp_path / "runs" / "small" / "export").exists()
 
