@@ -70,8 +70,12 @@ $(MODEL): $(EVENTS) $(CONFIG)
 $(EVALUATED): $(MODEL) $(EVENTS) $(CONFIG)
 	$(PNN) evaluate $(CONFIG)
 
-# One mass hypothesis alone, e.g. make evaluate-750
+# One mass hypothesis alone, e.g. make evaluate-750. Its metrics.json is reached only through
+# this pattern chain, so make would delete it as an intermediate file afterwards (and report
+# would then miss that mass): .PRECIOUS keeps every per-mass output. (.SECONDARY takes no
+# patterns and .NOTINTERMEDIATE needs make 4.4.)
 evaluate-%: $(RUN)/evaluate/m%/metrics.json ;
+.PRECIOUS: $(RUN)/evaluate/m%/metrics.json
 
 $(RUN)/evaluate/m%/metrics.json: $(MODEL) $(EVENTS) $(CONFIG)
 	$(PNN) evaluate $(CONFIG) --mass $*
