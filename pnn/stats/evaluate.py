@@ -125,11 +125,6 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     label = test["label"].to_numpy()
     weight = test["weight"].to_numpy(np.float64)
     evno = test["event_number"].to_numpy()
-    for cls, name in ((1, "signal"), (0, "background")):
-        total = float(weight[label == cls].sum())
-        if not total > 0:
-            raise PnnError(f"m = {mass:g} GeV: the {name} weights sum to {total:g} (all zero or "
-                           f"negative): check the weight expression '{cfg.weight}' of the samples")
     X = feature_matrix(test, models.features)
     half = cut_halves(evno, k)
 
@@ -207,6 +202,20 @@ def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sa
     return checks
 
 
+def check_yields(cfg: Config, events: pd.DataFrame, masses: list[float]) -> None:
+    """Refuse all-zero or negative total weights: every figure of merit would be meaningless."""
+    label = events["label"].to_numpy()
+    weight = events["weight"].to_numpy(np.float64)
+    parts = [("background", label == 0)]
+    parts += [(f"signal at {m:g} GeV", (label == 1) & mass_mask(events["mass"].to_numpy(), m))
+              for m in masses]
+    for name, sel in parts:
+        total = float(weight[sel].sum())
+        if sel.any() and not total > 0:
+            raise PnnError(f"the {name} weights sum to {total:g} (all zero or negative): check "
+                           f"the weight expression '{cfg.weight}' and the samples' weights")
+
+
 def _window_branch(cfg: Config, events: pd.DataFrame) -> None:
     """An explicit ``window_branch`` must exist; the default one may be absent (then the
     window baseline is skipped, with a warning); ``null`` turns it off."""
@@ -239,6 +248,7 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     masses = sorted(masses) if masses else evaluable_masses(cfg, events)
     allow = cfg.evaluation.allow_extrapolation if allow_extrapolation is None else allow_extrapolation
     check_masses(masses, models.trained_masses, allow)
+    check_yields(cfg, events, masses)
     sweep(cfg.run_dir / "evaluate")
     run_checks(cfg, events, models)
     inputs = {"model": model_id, "events": events_id}
