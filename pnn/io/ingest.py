@@ -159,10 +159,12 @@ def _plans(cfg: Config, handles: dict, sample: Sample, label: int,
     event_number = sample.event_number or cfg.event_number
     features = {name: cfg.expression(name) for name in cfg.features}
     specs = {name: cfg.expression(name) for name in spectators}
-    exprs = [*features.values(), *specs.values(), weight, event_number]
+    keyed = {**{f"features ({n})": e for n, e in features.items()},
+             **{f"spectators ({n})": e for n, e in specs.items()},
+             "weight": weight, "event_number": event_number}
     if selection:
-        exprs.append(selection)
-    needed: set[str] = set().union(*(expressions.branches(e) for e in exprs))
+        keyed["selection"] = selection
+    needed: set[str] = set().union(*(expressions.branches(e, key=k) for k, e in keyed.items()))
     if sample.mass_branch:
         needed.add(sample.mass_branch)
     plans = []
