@@ -6,16 +6,21 @@ them, so ``pnn --help`` answers at once.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
 from pnn.batch.jobs import STAGES
+from pnn.core.atomic import write_error
 from pnn.core.config import Config, load_config
 from pnn.core.errors import PnnError
 
@@ -32,28 +37,45 @@ def _load(config: str, output_dir: str | None) -> Config:
     return load_config(config, {"output_dir": output_dir})
 
 
-def _stage(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a PnnError into one line on stderr and exit code 2, Ctrl-C into exit code 130.
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler's kill, a timeout) unwinds like Ctrl-C, so every staged output and
+    temporary file is removed on the way out."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    Outputs are written under temporary names, so an interrupted stage leaves none behind.
+
+def _stage(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a PnnError into one line on stderr and exit code 2, Ctrl-C or SIGTERM into one line
+    and exit code 130 or 143, and an unwritable or full output folder into one line.
+
+    Outputs are staged under temporary names, so an interrupted stage leaves none behind.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)
         try:
             return func(*args, **kwargs)
         except PnnError as exc:
             click.echo(f"pnn: error: {exc}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("pnn: interrupted; no partial output was kept", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            term = str(exc) == "SIGTERM"
+            click.echo(f"pnn: {'terminated' if term else 'interrupted'}; no partial output was kept",
+                       err=True)
+            sys.exit(143 if term else 130)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT):
+                raise
+            click.echo(f"pnn: error: {write_error(Path(exc.filename or '.'), exc)}", err=True)
+            sys.exit(2)
 
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True,
+              help="More log output, with TensorFlow's own start-up lines (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.version_option(package_name="pnn")
 def main(verbose: int, quiet: bool) -> None:
@@ -69,6 +91,10 @@ def main(verbose: int, quiet: bool) -> None:
                         datefmt="%H:%M:%S", stream=sys.stderr)
     for noisy in ("matplotlib", "PIL", "absl", "h5py", "tensorflow"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if not verbose:  # TensorFlow's native start-up lines only with -v
+        from pnn.core.quiet import silence_native_logs
+
+        silence_native_logs()
 
 
 def do_generate(cfg: Config, objects: bool = False) -> None:
@@ -105,8 +131,8 @@ def do_train(cfg: Config, folds: tuple[int, ...] = ()) -> None:
     from pnn.io import ingest
     from pnn.learn import train
 
-    events, _ = ingest.load_events(cfg)
-    res = train.train(cfg, events, list(folds) or None)
+    events, meta = ingest.load_events(cfg)
+    res = train.train(cfg, events, list(folds) or None, events_id=meta["id"])
     for f in res.folds:
         click.echo(f"fold {f.fold}: {f.epochs_run} epochs, best {f.best_epoch} "
                    f"(val loss {f.best_val_loss:.5f}), {f.seconds:.0f} s")
@@ -158,10 +184,21 @@ def generate(config: str, output_dir: str | None, objects: bool) -> None:
 @output_opt
 @click.option("--shard", default=None, metavar="I/N",
               help="Read only share I of N of the trees, into events.d/shard-I-of-N.parquet.")
+@click.option("--merge", is_flag=True,
+              help="Join the complete set of shards into events.parquet (each checked current).")
 @_stage
-def ingest(config: str, output_dir: str | None, shard: str | None) -> None:
+def ingest(config: str, output_dir: str | None, shard: str | None, merge: bool) -> None:
     """Read the samples' trees into one events table (Parquet), or one shard of it."""
-    do_ingest(_load(config, output_dir), _shard(shard))
+    cfg = _load(config, output_dir)
+    if merge:
+        if shard is not None:
+            raise PnnError("--merge joins every shard: drop --shard")
+        from pnn.io import ingest as pnn_ingest
+
+        res = pnn_ingest.merge_shards(cfg)
+        click.echo(f"merged {res.events} events from the shards into {res.path}")
+        return
+    do_ingest(cfg, _shard(shard))
 
 
 @main.command()
@@ -322,15 +359,17 @@ CLUSTER_KEYS = ("partition", "account", "time", "memory", "cpus", "max_concurren
 @click.option("--output-dir", "-o", default=None, metavar="DIR",
               help="Where the <input>_pnn.root files go. Default: <run dir>/apply.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--allow-extrapolation", is_flag=True,
+              help="Allow masses outside the trained range (with a warning).")
 @_stage
 def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees: tuple[str, ...],
-          output_dir: str | None, force: bool) -> None:
+          output_dir: str | None, force: bool, allow_extrapolation: bool) -> None:
     """Write per-mass scores as friend trees entry-aligned with the input ntuples."""
     from pnn.deploy import apply as pnn_apply
 
     cfg = load_config(config)
     results = pnn_apply.apply(cfg, list(inputs), list(masses) or None, output_dir, force,
-                              list(trees) or None)
+                              list(trees) or None, allow_extrapolation)
     for r in results:
         click.echo(f"{r.input} -> {r.output}: " + ", ".join(
             f"{t} ({n} entries)" for t, n in r.trees.items()))
@@ -358,16 +397,19 @@ def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees
 @click.option("--directive", "directives", multiple=True,
               help="Extra '#SBATCH' option or HTCondor submit line (repeatable).")
 @click.option("--setup", default=None, help="Shell line run before every task.")
-@click.option("--dry-run", is_flag=True, help="Write every file and print what would be submitted.")
+@click.option("--dry-run", is_flag=True,
+              help="Write every file under <job dir>/dry-run and print what would be submitted.")
+@click.option("--force", is_flag=True, help="Run the selected tasks again even if they are done.")
 @_stage
 def submit(config: str, stage: str, output_dir: str | None, scheduler: str | None,
            masses: tuple[float, ...], folds: tuple[int, ...], files: tuple[str, ...],
            files_per_job: int | None, partition: str | None, account: str | None, time_: str | None,
            memory: str | None, cpus: int | None, max_concurrent: int | None, job_flavour: str | None,
-           directives: tuple[str, ...], setup: str | None, dry_run: bool) -> None:
+           directives: tuple[str, ...], setup: str | None, dry_run: bool, force: bool) -> None:
     """Split a stage into batch jobs (one per fold, mass or file group) and submit them.
 
-    Finished tasks are skipped, so submitting again after a failure redoes only what failed.
+    Finished tasks are skipped, so submitting again after a failure redoes only what failed;
+    --force runs them again. A dry run changes nothing that 'pnn status' or queued jobs read.
     """
     from pnn.batch import jobs, schedulers
 
@@ -381,13 +423,16 @@ def submit(config: str, stage: str, output_dir: str | None, scheduler: str | Non
         first = err.errors()[0]
         raise PnnError(f"option --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     scheduler = scheduler or res.scheduler
-    if directives:
+    on_command_line = tuple(k for k, v in given.items() if v is not None)
+    schedulers.check_resources(res, config=config, from_command_line=on_command_line)
+    if directives:  # the config's own lines passed above, so a bad line here is an option
         key = "slurm_directives" if scheduler == "slurm" else "htcondor_commands"
         res = res.model_copy(update={key: [*getattr(res, key), *directives]})
+        schedulers.check_resources(res, config=config, from_command_line=(*on_command_line, key))
     sel = jobs.Selection(masses, folds, files, res.files_per_job)
-    jd, spec = jobs.prepare(cfg, config, stage, sel, output_dir, res.setup)
-    click.echo(f"{len(spec['tasks'])} task(s) of '{stage}' in {jd.path}/tasks.txt")
-    messages, code = schedulers.submit(spec, jd, res, scheduler, dry_run)
+    jd, spec = jobs.prepare(cfg, config, stage, sel, output_dir, res.setup, dry_run=dry_run, force=force)
+    click.echo(f"{len(spec['tasks'])} task(s) of '{stage}' in {jd.files(dry_run)}/tasks.txt")
+    messages, code = schedulers.submit(spec, jd, res, scheduler, dry_run, force)
     for m in messages:
         click.echo(m)
     if code:
@@ -396,14 +441,23 @@ def submit(config: str, stage: str, output_dir: str | None, scheduler: str | Non
 
 @main.command()
 @config_arg
-@click.argument("stage", type=click.Choice(STAGE_NAMES))
+@click.argument("stage", type=click.Choice(STAGE_NAMES), required=False)
 @output_opt
 @_stage
-def status(config: str, stage: str, output_dir: str | None) -> None:
-    """Per task: done, running, queued, failed (with its log and last error line) or pending.
-
-    Exits with code 1 while any task has failed.
+def status(config: str, stage: str | None, output_dir: str | None) -> None:
+    """Without STAGE: which stages of the run are current, stale or missing (exit code 1 if
+    any is stale). With STAGE: per batch task, done, running, queued, failed (with its log
+    and last error line) or pending; exit code 1 while any task has failed.
     """
+    if stage is None:
+        from pnn.stats import report
+
+        states = report.stage_states(_load(config, output_dir))
+        for s in states:
+            click.echo(f"{s.stage:<9} {s.state:<8} {s.detail}".rstrip())
+        if any(s.state == "stale" for s in states):
+            sys.exit(1)
+        return
     from pnn.batch import jobs, schedulers
 
     jd = jobs.JobDir.of(_load(config, output_dir), stage)

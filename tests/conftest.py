@@ -103,10 +103,25 @@ def echo_models(features: list[str], column: int):
     return FoldModels(models, [scaler, scaler], {"features": features, "masses": [500, 1000, 1500]})
 
 
+def plant_model(cfg, events_id: str) -> dict:
+    """Planted fold records of ``cfg``'s model (no networks) trained on ``events_id``, so
+    report-level tests pass the provenance checks. Returns the ``inputs`` that metrics of this
+    model record."""
+    import json
+
+    from pnn.core import provenance
+
+    folds = [{"fold": f, "files": {}, provenance.KEY: provenance.record(
+        cfg, "train", {"events": events_id})} for f in range(cfg.preprocessing.folds)]
+    (cfg.run_dir / "model").mkdir(parents=True, exist_ok=True)
+    (cfg.run_dir / "model" / "metadata.json").write_text(json.dumps({"fold_results": folds}))
+    return {"model": provenance.combine([f[provenance.KEY]["id"] for f in folds]),
+            "events": events_id}
+
+
 def plant_run(cfg) -> dict:
     """Planted events table and model records of ``cfg``'s run, made from ``cfg`` (no real
-    events or networks), so report-level tests can write metrics that pass the provenance
-    checks. Returns the provenance record a metrics.json of this model carries."""
+    events or networks). Returns the provenance record a metrics.json of this model carries."""
     import json
 
     from pnn.core import provenance
@@ -116,9 +131,4 @@ def plant_run(cfg) -> dict:
     (run / "events.parquet").write_bytes(b"")
     events = provenance.record(cfg, "ingest")
     (run / "events.json").write_text(json.dumps({"events": 0, provenance.KEY: events}))
-    folds = [{"fold": f, "files": {}, provenance.KEY: provenance.record(
-        cfg, "train", {"events": events["id"]})} for f in range(cfg.preprocessing.folds)]
-    (run / "model").mkdir(exist_ok=True)
-    (run / "model" / "metadata.json").write_text(json.dumps({"fold_results": folds}))
-    model = provenance.combine([f[provenance.KEY]["id"] for f in folds])
-    return provenance.record(cfg, "evaluate", {"model": model, "events": events["id"]})
+    return provenance.record(cfg, "evaluate", plant_model(cfg, events["id"]))

@@ -33,6 +33,7 @@ from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.learn.model import FoldModels
 from pnn.learn.preprocess import InputScaler, folds
+from pnn.learn.train import require_model
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +246,7 @@ def export(cfg: Config) -> ExportResult:
 
     The sidecar is written last, so its presence means every model it lists is complete.
     """
+    require_model(cfg, check_events=False)
     fm = FoldModels.load(cfg.run_dir)
     for i, s in enumerate(fm.scalers):
         if s.features != fm.features:

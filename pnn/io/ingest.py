@@ -8,7 +8,6 @@ Parquet file as a row group as soon as it is read.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable

@@ -195,6 +195,7 @@ def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sa
     evno = sample["event_number"].to_numpy()
     checks.append(sanity.mass_sensitivity(
         {m: models.score(X, m, evno)[0] for m in models.trained_masses}))
+    checks.append(sanity.shared_events(cfg, events))
     for c in checks:
         if c.warning:
             log.warning("%s", c.warning)

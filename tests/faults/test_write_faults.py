@@ -128,7 +128,7 @@ def test_a_signal_mid_training_keeps_the_old_model(finished, sig, code, word) ->
     kept = snapshot(cfg.run_dir)
     proc, _ = _start_training(finished)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == [f"pnn: {word}; no partial output was kept"], err
@@ -138,7 +138,7 @@ def test_a_signal_mid_training_keeps_the_old_model(finished, sig, code, word) ->
 def test_sigkill_leftovers_are_removed_by_the_next_run(finished) -> None:
     cfg = load_config(finished)
     kept = snapshot(cfg.run_dir)
-    proc, model = _start_training(finished)
+    proc, _ = _start_training(finished)
     proc.kill()
     proc.communicate(timeout=60)
     left = leftovers(cfg.run_dir)

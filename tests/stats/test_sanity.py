@@ -7,10 +7,11 @@ import pytest
 
 from pnn.core.config import load_config
 from pnn.io import ingest
+from pnn.io.ingest import events_identity
 from pnn.learn.preprocess import MassPrior
 from pnn.learn.train import training_events
 from pnn.stats import evaluate, report, sanity
-from tests.conftest import echo_models, toy_config, write_config
+from tests.conftest import echo_models, plant_model, toy_config, write_config
 
 
 def test_mass_leak_passes_when_background_masses_follow_the_signal(toy_events) -> None:
@@ -38,7 +39,7 @@ def test_mass_leak_fires_for_continuous_background_masses(toy_events, monkeypatc
 def test_ignored_mass_fires_for_a_network_blind_to_the_mass(toy_events) -> None:
     cfg, events = toy_events
     blind = evaluate.run_checks(cfg, events, echo_models(cfg.features, 0))
-    assert [c.name for c in blind] == ["mass_leak", "mass_sensitivity"]
+    assert [c.name for c in blind] == ["mass_leak", "mass_sensitivity", "shared_events"]
     assert not blind[1].passed and "ignored mass" in blind[1].warning
     saved = json.loads(evaluate.sanity_path(cfg.run_dir).read_text())
     assert saved[1]["warning"] == blind[1].warning
@@ -92,8 +93,9 @@ def test_effective_events_of_weights() -> None:
 
 def test_report_prints_the_sanity_warnings(toy_events) -> None:
     cfg, events = toy_events
+    inputs = plant_model(cfg, events_identity(cfg))
     evaluate.run_checks(cfg, events, echo_models(cfg.features, 0))
-    evaluate.evaluate_mass(cfg, events, echo_models(cfg.features, 0), 1000.0, True)
+    evaluate.evaluate_mass(cfg, events, echo_models(cfg.features, 0), 1000.0, True, inputs)
     rep = report.report(cfg)
     assert any("ignored mass" in w for w in rep.warnings)
 
