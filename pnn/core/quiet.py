@@ -90,7 +90,7 @@ class _QuietImportFinder(importlib.abc.MetaPathFinder):
                   ) -> importlib.machinery.ModuleSpec | None:
         if fullname != QUIET_MODULE:
             return None
-        _remove_hook()  # later imports (and the search below) use the ordinary finders
+        remove_hook()  # later imports (and the search below) use the ordinary finders
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None:
             return None
@@ -98,7 +98,8 @@ class _QuietImportFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _remove_hook() -> None:
+def remove_hook() -> None:
+    """Let the next ``import tensorflow`` write to stderr again (the hook is one-shot anyway)."""
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietImportFinder)]
 
 

@@ -73,6 +73,7 @@ def test_a_failed_import_shows_what_was_captured(tmp_path: Path) -> None:
 
 def test_only_verbose_leaves_tensorflow_alone(small_toy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    quiet.remove_hook()  # an earlier CLI call in this process may have installed it
     for name in (*quiet.LOG_LEVEL_VARIABLES, quiet.INHERIT_VARIABLE):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
