@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -108,7 +107,6 @@ def is_trained(cfg: Config, name: str) -> bool:
 
 def _train_fold(cfg: Config, variant: Variant, fold: int, log_level: int) -> tuple[str, dict]:
     """Worker process: train one fold of one network with a fixed number of threads."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s: %(message)s",
@@ -153,7 +151,11 @@ def train_networks(cfg: Config, variants: list[Variant], jobs: int | None = None
     by_name = {v.name: v for v in todo}
     folds_done: dict[str, list[dict]] = {v.name: [] for v in todo}
     names = []
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    from pnn.core.quiet import inherit
+
+    # The initializer runs before a worker unpickles its first task (which imports TensorFlow).
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=inherit)
     try:
         futures = [pool.submit(_train_fold, cfg, v, f, level) for v, f in units]
         if meanwhile:
@@ -630,7 +632,6 @@ def run_study(cfg: Config, which: str, jobs: int | None = None) -> StudyResult:
 
 def _limit_threads(n: int) -> None:
     """Cap TensorFlow's threads in this process, if it has not started yet."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
     try:
