@@ -430,6 +430,8 @@ def submit(config: str, stage: str, output_dir: str | None, scheduler: str | Non
         res = res.model_copy(update={key: [*getattr(res, key), *directives]})
         schedulers.check_resources(res, config=config, from_command_line=(*on_command_line, key))
     sel = jobs.Selection(masses, folds, files, res.files_per_job)
+    if not dry_run:  # a dry run may be looked at before the inputs exist
+        jobs.check_inputs(cfg, stage)
     jd, spec = jobs.prepare(cfg, config, stage, sel, output_dir, res.setup, dry_run=dry_run, force=force)
     click.echo(f"{len(spec['tasks'])} task(s) of '{stage}' in {jd.files(dry_run)}/tasks.txt")
     messages, code = schedulers.submit(spec, jd, res, scheduler, dry_run, force)

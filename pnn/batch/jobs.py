@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pnn.core import provenance
 from pnn.core.atomic import write_json, write_text
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
@@ -196,6 +197,30 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
 )}
 
 
+# The config sections each cluster stage depends on (see pnn.core.provenance).
+_PROVENANCE_STAGE = {"ingest": "ingest", "train": "train", "evaluate": "evaluate",
+                     "interpolation": "study", "dedicated": "study", "apply": "apply"}
+
+
+def stage_digest(cfg: Config, stage: str) -> str:
+    """Digest of the config sections a cluster stage depends on: a finished task stays done
+    while they are unchanged, whatever else (the cluster section, say) is edited."""
+    return provenance.digest(cfg, _PROVENANCE_STAGE[stage])
+
+
+def check_inputs(cfg: Config, stage: str) -> None:
+    """Refuse to submit a stage whose inputs are stale or missing, before any job is queued."""
+    from pnn.io.ingest import events_identity
+    from pnn.learn.train import require_model
+
+    if stage == "train":
+        events_identity(cfg)
+    elif stage in ("evaluate", "interpolation", "dedicated"):
+        require_model(cfg)
+    elif stage == "apply":
+        require_model(cfg, check_events=False)
+
+
 def _fold_recorded(outputs_dir: Path, fold: int) -> bool:
     meta = outputs_dir / "model" / "metadata.json"
     if not meta.is_file():
@@ -281,7 +306,7 @@ def prepare(cfg: Config, config_path: str, stage: str, sel: Selection, output_di
     merged = tasks
     if jd.spec_path.is_file():
         old = json.loads(jd.spec_path.read_text())
-        if old.get("config_digest") == cfg.digest():
+        if old.get("config_digest") == stage_digest(cfg, stage):
             new = {t["label"]: t for t in tasks}
             merged = [new.pop(t["label"], t) for t in old["tasks"]] + list(new.values())
     spec = {
@@ -290,7 +315,7 @@ def prepare(cfg: Config, config_path: str, stage: str, sel: Selection, output_di
         "project_dir": os.getcwd(),
         "python": sys.executable,
         "setup": setup,
-        "config_digest": cfg.digest(),
+        "config_digest": stage_digest(cfg, stage),
         "tasks": merged,
         "selected": [t["label"] for t in tasks],
         "collect": [*entry.collect(cfg, config), *common] if entry.collect else None,

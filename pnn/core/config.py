@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import logging
 import re
 import typing
@@ -194,6 +195,8 @@ class Samples(_Strict):
 
     signal: list[Sample] = Field(description="signal samples (keys: see samples.*[])")
     background: list[Sample] = Field(description="background samples (keys: see samples.*[])")
+    data: list[Sample] = Field(
+        [], description="recorded data (never trained on; blinded unless limits.observed)")
 
     @model_validator(mode="after")
     def _check(self) -> Samples:
@@ -208,9 +211,12 @@ class Samples(_Strict):
             if sum(x is not None for x in (s.mass, s.mass_branch, s.mass_regex)) != 1:
                 raise ValueError(f"signal sample '{s.name}': give exactly one of mass, "
                                  "mass_branch, mass_regex")
-        for s in self.background:
+        for s in self.background + self.data:
             if s.mass is not None or s.mass_branch is not None or s.mass_regex is not None:
-                raise ValueError(f"background sample '{s.name}' cannot have a mass")
+                raise ValueError(f"sample '{s.name}' cannot have a mass: only signal has one")
+        clash = sorted({s.name for s in self.data} & set(names))
+        if clash:
+            raise ValueError(f"data sample names must differ from the simulated ones: {clash}")
         return self
 
 
@@ -226,6 +232,18 @@ class Generate(_Strict):
     background_events: int = Field(400_000, gt=0, description="background events in total")
     luminosity: float = Field(140.0, gt=0, description="integrated luminosity, fb^-1")
     objects: bool = Field(False, description="also write jagged jet branches (nJet, Jet_pt[], ...)")
+    systematics: bool = Field(
+        False, description="also write '<tree>__1up'/'__1down' trees with the energy-like branches "
+        "scaled by 1 +- jes, and a 'weight_scale_up'/'_down' branch on the backgrounds")
+    jes: float = Field(0.02, gt=0, lt=0.5, description="relative jet-energy-scale shift of the "
+                       "variation trees")
+    data: bool = Field(False, description="also write data.root: pseudo-data drawn fresh from the "
+                       "toy densities, a Poisson number of events around the expected yield")
+    data_seed: int = Field(1234, ge=0, le=2**32 - 1, description="seed of the pseudo-data")
+    inject_mass: float | None = Field(None, gt=0, description="mass (GeV) of a signal injected "
+                                      "into the pseudo-data")
+    inject_xsec_fb: float | None = Field(None, gt=0, description="cross-section (fb) of the "
+                                         "injected signal; default: the toy's benchmark")
 
 
 class Preprocessing(_Strict):
@@ -307,6 +325,103 @@ class Apply(_Strict):
     fill: float = Field(-1.0, description="score of events that fail the global selection")
 
 
+class Binning(_Strict):
+    """How the score templates are binned (edges come from simulation, never from data)."""
+
+    mode: Literal["auto", "edges"] = Field(
+        "auto", description="'auto': ATLAS HH->bbtautau transformation D from the high-score end; "
+        "'edges': the explicit edges")
+    edges: list[float] | None = Field(None, description="bin edges of the discriminant ('edges')")
+    z_s: float = Field(10.0, gt=0, description="transformation D: weight of the signal share")
+    z_b: float = Field(10.0, gt=0, description="transformation D: weight of the background share")
+    min_mc: int = Field(10, ge=1, description="background MC events each bin must hold")
+    max_stat_error: float = Field(
+        0.2, gt=0, description="largest relative MC uncertainty of the background in a bin")
+    max_bins: int | None = Field(
+        None, ge=2, description="cap on the number of bins (merges the low-score end first)")
+
+    @model_validator(mode="after")
+    def _edges(self) -> Binning:
+        if self.mode == "edges":
+            e = self.edges or []
+            if len(e) < 2 or any(b <= a for a, b in itertools.pairwise(e)):
+                raise ValueError("mode 'edges' needs at least two increasing edges")
+        elif self.edges is not None:
+            raise ValueError("'edges' goes with mode: edges")
+        return self
+
+
+class Systematic(_Strict):
+    """One systematic uncertainty of the statistical model."""
+
+    name: str = Field(description="nuisance parameter name")
+    type: Literal["normsys", "lumi", "weight", "tree"] = Field(
+        description="normsys: yield factors; lumi: luminosity; weight: alternative weight "
+        "expressions; tree: alternative trees or files")
+    samples: list[str] | None = Field(
+        None, description="samples it acts on (names, or 'signal'); default: every simulated one")
+    up: float | str | None = Field(
+        None, description="normsys: factor (1.05); weight: expression; tree: tree name, "
+        "'{tree}' stands for the nominal one (e.g. '{tree}__1up')")
+    down: float | str | None = Field(None, description="as 'up'; omitted: symmetrised from 'up'")
+    up_files: str | None = Field(
+        None, description="tree: files of the up variation, '{file}' stands for the nominal path")
+    down_files: str | None = Field(None, description="tree: files of the down variation")
+    value: float | None = Field(None, gt=0, lt=1, description="lumi: relative uncertainty (0.017)")
+
+    @model_validator(mode="after")
+    def _kind(self) -> Systematic:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
+            raise ValueError(f"systematic name '{self.name}': letters, digits and '_' only")
+        if self.type == "lumi":
+            if self.value is None or self.up is not None or self.down is not None:
+                raise ValueError(f"lumi systematic '{self.name}' takes 'value' only, e.g. 0.017")
+        elif self.type == "normsys":
+            for side in (self.up, self.down):
+                if side is not None and (isinstance(side, str) or not side > 0):
+                    raise ValueError(f"normsys '{self.name}': up/down are positive factors")
+            if self.up is None:
+                raise ValueError(f"normsys '{self.name}' needs 'up' (and optionally 'down')")
+        elif self.type == "weight":
+            if not isinstance(self.up, str) or not (self.down is None or isinstance(self.down, str)):
+                raise ValueError(f"weight systematic '{self.name}': up/down are expressions")
+        elif self.type == "tree":
+            if self.up is None and self.up_files is None:
+                raise ValueError(f"tree systematic '{self.name}' needs 'up' (a tree name) or "
+                                 "'up_files'")
+            for side in (self.up, self.down):
+                if side is not None and not isinstance(side, str):
+                    raise ValueError(f"tree systematic '{self.name}': up/down are tree names")
+        if self.type != "lumi" and self.value is not None:
+            raise ValueError(f"'value' goes with type lumi, not {self.type}")
+        if self.type != "tree" and (self.up_files or self.down_files):
+            raise ValueError("'up_files'/'down_files' go with type tree")
+        return self
+
+
+class Limits(_Strict):
+    """Binned templates, HistFactory workspaces and CLs upper limits (``pnn limits``)."""
+
+    masses: list[float] | None = Field(None, description="masses; default: every evaluated mass")
+    methods: list[Literal["pnn", "window", "optimal"]] = Field(
+        ["pnn", "window", "optimal"], description="discriminants to template (optimal: toy only)")
+    binning: Binning = Binning()
+    systematics: list[Systematic] = Field([], description="systematic uncertainties")
+    staterror: bool = Field(True, description="MC statistical uncertainties (Barlow-Beeston lite)")
+    observed: bool = Field(False, description="unblind: observed limits and p-values from data")
+    cl: float = Field(0.95, gt=0.5, lt=1, description="confidence level of the upper limits")
+    mu_max: float | None = Field(None, gt=0, description="upper bound of mu; default: from the "
+                                 "expected +2 sigma edge")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Limits:
+        names = [s.name for s in self.systematics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"systematic names must be unique, repeated: {dupes}")
+        return self
+
+
 class Cluster(_Strict):
     """Batch resources for ``pnn submit``; each key can be overridden on its command line."""
 
@@ -352,6 +467,7 @@ class Config(_Strict):
     evaluation: Evaluation = Evaluation()
     study: Study = Study()
     apply: Apply = Apply()
+    limits: Limits = Limits()
     cluster: Cluster = Cluster()
 
     @field_validator("name")
@@ -384,6 +500,22 @@ class Config(_Strict):
         scaled = [s.name for s in self.samples.signal + self.samples.background if s.cross_section]
         if scaled and self.luminosity is None:
             raise ValueError(f"sample '{scaled[0]}' has a cross_section: set 'luminosity' too")
+        return self
+
+    @model_validator(mode="after")
+    def _limits(self) -> Config:
+        if self.limits.observed and not self.samples.data:
+            raise ValueError("limits.observed is true but there is no data sample: add one under "
+                             "samples.data, or keep the analysis blinded (observed: false)")
+        simulated = self.samples.signal + self.samples.background
+        if any("{" in s.name for s in simulated):
+            return self  # names expand per tree or file: checked when the templates are built
+        known = {s.name for s in simulated} | {"signal", "background"}
+        for syst in self.limits.systematics:
+            unknown = sorted(set(syst.samples or []) - known)
+            if unknown:
+                raise ValueError(f"limits.systematics '{syst.name}': no sample '{unknown[0]}': "
+                                 f"use names from samples.signal/background, or 'signal'")
         return self
 
     _source: str = PrivateAttr("CONFIG")

@@ -20,7 +20,7 @@ from pnn.core.errors import PnnError
 
 KEY = "provenance"
 
-_INGEST = ("samples", "features", "spectators", "aliases", "event_number", "weight", "selection",
+_INGEST = ("samples.signal", "samples.background", "features", "spectators", "aliases", "event_number", "weight", "selection",
            "luminosity", "object_fill", "non_finite", "non_finite_fill")
 _TRAIN = (*_INGEST, "seed", "preprocessing", "training")
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -31,10 +31,11 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "study": (*_TRAIN, "evaluation", "study"),
     "export": _TRAIN,
     "apply": (*_TRAIN, "apply"),
+    "limits": (*_TRAIN, "evaluation", "samples.data", "limits"),
 }
 # The verb that rebuilds the output of each stage.
 VERB = {"ingest": "ingest", "train": "train", "evaluate": "evaluate", "report": "report",
-        "study": "study all", "export": "export", "apply": "apply"}
+        "study": "study all", "export": "export", "apply": "apply", "limits": "limits"}
 
 
 def _hash(value: Any) -> str:
@@ -42,10 +43,17 @@ def _hash(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _section(dump: dict[str, Any], name: str) -> Any:
+    """A top-level section, or a part of one named with a dot (``samples.data``)."""
+    for part in name.split("."):
+        dump = dump.get(part) if isinstance(dump, dict) else None
+    return dump
+
+
 def section_digests(cfg: Config, stage: str) -> dict[str, str]:
     """One digest per config section that ``stage`` depends on."""
     dump = cfg.model_dump(mode="json")
-    return {name: _hash(dump.get(name)) for name in SECTIONS[stage]}
+    return {name: _hash(_section(dump, name)) for name in SECTIONS[stage]}
 
 
 def digest(cfg: Config, stage: str) -> str:
