@@ -304,6 +304,9 @@ class Evaluation(_Strict):
         0.02, gt=0, lt=0.5, description="warn when a mass-only classifier's AUC is off 0.5 by more"
     )
     allow_extrapolation: bool = Field(False, description="evaluate outside the trained range")
+    background_uncertainty: float = Field(
+        0.0, ge=0, description="relative background uncertainty of the Asimov Z with uncertainty "
+        "(z_bkg_uncertainty; Cowan 2012); 0 gives the plain Asimov Z")
 
 
 class Study(_Strict):

@@ -20,8 +20,9 @@ from pnn.core.errors import PnnError
 
 KEY = "provenance"
 
-_INGEST = ("samples.signal", "samples.background", "features", "spectators", "aliases", "event_number", "weight", "selection",
-           "luminosity", "object_fill", "non_finite", "non_finite_fill")
+_INGEST = ("samples.signal", "samples.background", "features", "spectators", "aliases",
+           "event_number", "weight", "selection", "luminosity", "object_fill", "non_finite",
+           "non_finite_fill")
 _TRAIN = (*_INGEST, "seed", "preprocessing", "training")
 SECTIONS: dict[str, tuple[str, ...]] = {
     "ingest": _INGEST,

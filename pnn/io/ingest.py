@@ -273,10 +273,19 @@ def _chunk_table(cfg: Config, plan: _Plan, part: _Part, chunk: dict, spectators:
     return pa.table(arrays)
 
 
-def plan_samples(cfg: Config, handles: dict, spectators: list[str]) -> list[_Plan]:
-    """Every sample expanded into its trees, checked and normalised, in config order."""
+Groups = list[tuple[int, list[Sample]]]
+
+
+def plan_samples(cfg: Config, handles: dict, spectators: list[str],
+                 groups: Groups | None = None) -> list[_Plan]:
+    """Every sample expanded into its trees, checked and normalised, in config order.
+
+    ``groups`` (label, samples) default to the signal (1) and background (0) samples.
+    """
+    if groups is None:
+        groups = [(1, cfg.samples.signal), (0, cfg.samples.background)]
     plans = []
-    for label, samples in ((1, cfg.samples.signal), (0, cfg.samples.background)):
+    for label, samples in groups:
         for sample in samples:
             plans += _plans(cfg, handles, sample, label, sample.resolved_files(), spectators)
     names = [p.name for p in plans]
@@ -300,6 +309,40 @@ def shard_parts(plans: list[_Plan], index: int, count: int) -> None:
         plan.parts = mine
 
 
+def _spectators(cfg: Config, files: list[str]) -> tuple[bool, list[str]]:
+    is_toy = all(toy.is_toy_file(f) for f in files)
+    spectators = list(cfg.spectators)
+    if is_toy:
+        spectators += [b for b in toy.BRANCHES if b not in cfg.features and b not in spectators]
+    return is_toy, spectators
+
+
+def _write_table(cfg: Config, handles: dict, plans: list[_Plan], spectators: list[str],
+                 tmp: Path, require_events: bool) -> list[SampleSummary]:
+    """Read every (normalised) plan chunk by chunk into one Parquet table at ``tmp``."""
+    dictionary = pa.array([p.name for p in plans])
+    writer: list[pq.ParquetWriter] = []
+
+    def write(table: pa.Table) -> None:
+        if not writer:  # the first chunk fixes the schema
+            writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4",
+                                           use_dictionary=["sample"], write_statistics=False))
+        writer[0].write_table(table.cast(writer[0].schema))
+
+    try:
+        summaries = [_read(cfg, plan, code, spectators, dictionary, write,
+                           require_events=require_events)
+                     for code, plan in enumerate(plans)]
+        if not writer and require_events:
+            raise PnnError("no event passes the selections: loosen them")
+        if not writer:  # nothing kept (a shard, say): an empty table
+            pq.write_table(pa.table({"weight": pa.array([], pa.float64())}), tmp)
+    finally:
+        for w in writer:
+            w.close()
+    return summaries
+
+
 def ingest(cfg: Config, shard: tuple[int, int] | None = None) -> IngestResult:
     """Read every sample of ``cfg`` and write the events table and its metadata.
 
@@ -314,10 +357,7 @@ def ingest(cfg: Config, shard: tuple[int, int] | None = None) -> IngestResult:
     pairs = [pair for s in (*cfg.samples.signal, *cfg.samples.background)
              for pair in s.resolved_files()]
     files = list(dict.fromkeys(path for path, _ in pairs))
-    is_toy = all(toy.is_toy_file(f) for f in files)
-    spectators = list(cfg.spectators)
-    if is_toy:
-        spectators += [b for b in toy.BRANCHES if b not in cfg.features and b not in spectators]
+    is_toy, spectators = _spectators(cfg, files)
     path = events_path(cfg) if shard is None else shard_path(cfg, *shard)
     key = "ingest" if shard is None else f"ingest-shard-{shard[0]}-of-{shard[1]}"
     sweep(cfg.run_dir)
@@ -328,28 +368,8 @@ def ingest(cfg: Config, shard: tuple[int, int] | None = None) -> IngestResult:
             _normalise(cfg, plan, handles)
         if shard is not None:
             shard_parts(plans, *shard)
-        dictionary = pa.array([p.name for p in plans])
-        tmp = staged.path(path.name)
-        writer: list[pq.ParquetWriter] = []
-
-        def write(table: pa.Table) -> None:
-            if not writer:  # the first chunk fixes the schema
-                writer.append(pq.ParquetWriter(tmp, table.schema, compression="lz4",
-                                               use_dictionary=["sample"],
-                                               write_statistics=False))
-            writer[0].write_table(table.cast(writer[0].schema))
-
-        try:
-            summaries = [_read(cfg, plan, code, spectators, dictionary, write,
-                               require_events=shard is None)
-                         for code, plan in enumerate(plans)]
-            if not writer and shard is None:
-                raise PnnError("no event passes the selections: loosen them")
-            if not writer:  # a shard whose trees keep nothing: an empty table
-                pq.write_table(pa.table({"weight": pa.array([], pa.float64())}), tmp)
-        finally:
-            for w in writer:
-                w.close()
+        summaries = _write_table(cfg, handles, plans, spectators, staged.path(path.name),
+                                 require_events=shard is None)
         total = sum(s.selected for s in summaries)
         result = IngestResult(path, total, is_toy, list(cfg.features), spectators, summaries)
         meta = {"events": total, "toy": is_toy, "features": result.features,
@@ -362,6 +382,19 @@ def ingest(cfg: Config, shard: tuple[int, int] | None = None) -> IngestResult:
         staged.publish(last=[meta_name])
     log.info("wrote %d events to %s", total, path)
     return result
+
+
+def read_samples(cfg: Config, groups: Groups, tmp: Path) -> list[SampleSummary]:
+    """Read other samples than the training ones (data, systematic variations) into a table
+    at ``tmp``, with the same selection, features, spectators and expressions as ingest."""
+    pairs = [pair for _, samples in groups for s in samples for pair in s.resolved_files()]
+    files = list(dict.fromkeys(path for path, _ in pairs))
+    _, spectators = _spectators(cfg, files)
+    with ntuple.open_files(files) as handles:
+        plans = plan_samples(cfg, handles, spectators, groups)
+        for plan in plans:
+            _normalise(cfg, plan, handles)
+        return _write_table(cfg, handles, plans, spectators, tmp, require_events=False)
 
 
 def _read(cfg: Config, plan: _Plan, code: int, spectators: list[str], dictionary: pa.Array,

@@ -25,7 +25,7 @@ from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
 from pnn.io import toy
 from pnn.learn.model import FoldModels
-from pnn.learn.preprocess import cut_halves, feature_matrix, mass_mask
+from pnn.learn.preprocess import cut_halves, feature_matrix, folds, mass_mask
 from pnn.learn.train import require_model, training_events
 from pnn.show import plots
 from pnn.stats import metrics, sanity
@@ -45,6 +45,7 @@ class MethodMetrics:
     cut: float
     cut_other_half: float
     n_bkg_mc: int
+    z_bkg_uncertainty: float = float("nan")  # Z at the same cut, background known to +-sigma_b
 
 
 @dataclass
@@ -93,15 +94,16 @@ def check_masses(masses: list[float], trained: list[float], allow_extrapolation:
 
 
 def method_metrics(score: np.ndarray, label: np.ndarray, weight: np.ndarray, half: np.ndarray,
-                   min_bkg: int) -> tuple[MethodMetrics, metrics.Roc]:
+                   min_bkg: int, bkg_uncertainty: float = 0.0) -> tuple[MethodMetrics, metrics.Roc]:
     """ROC, background efficiencies and the half-split significance of one discriminant."""
     r = metrics.roc(score, label, weight)
-    sig = metrics.best_cut(score, label, weight, half, min_bkg)
+    sig = metrics.best_cut(score, label, weight, half, min_bkg, bkg_uncertainty)
     return MethodMetrics(
         auc=r.auc, bkg_eff_sig80=metrics.bkg_eff_at(r, 0.80),
         bkg_eff_sig95=metrics.bkg_eff_at(r, 0.95), z=sig.z, s=sig.s, b=sig.b,
         s_over_sqrt_b=sig.s_over_sqrt_b, cut=sig.threshold, cut_other_half=sig.threshold_other,
         n_bkg_mc=sig.n_bkg,
+        z_bkg_uncertainty=sig.z_uncertain,
     ), r
 
 
@@ -132,15 +134,18 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     train_score, idx = models.score(X, mass, evno, split="train")
     results: dict[str, MethodMetrics] = {}
     rocs: dict[str, metrics.Roc] = {}
-    results["pnn"], rocs["pnn"] = method_metrics(score, label, weight, half, ev.min_background_events)
+    results["pnn"], rocs["pnn"] = method_metrics(score, label, weight, half, ev.min_background_events,
+                                                 ev.background_uncertainty)
     if toy_samples:
         llr = toy.log_likelihood_ratio(test, mass)
         results["optimal"], rocs["optimal"] = method_metrics(
-            llr, label, weight, half, ev.min_background_events)
+            llr, label, weight, half, ev.min_background_events, ev.background_uncertainty)
+    window_var = None
     if ev.window_branch is not None and ev.window_branch in test:
-        window = -np.abs(test[ev.window_branch].to_numpy(np.float64) - mass)
+        window_var = test[ev.window_branch].to_numpy(np.float64)
         results["window"], rocs["window"] = method_metrics(
-            window, label, weight, half, ev.min_background_events)
+            -np.abs(window_var - mass), label, weight, half, ev.min_background_events,
+            ev.background_uncertainty)
 
     is_sig = label == 1
     tr_lab = label[idx]
@@ -175,10 +180,41 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
         plots.significance_vs_cut(metrics.scan(score, label, weight),
                                   (results["pnn"].cut, results["pnn"].cut_other_half),
                                   ev.min_background_events, staged.path("significance.png"), title)
+        write_scores(staged.path(SCORES_FILE), test, score, k,
+                     window_var, llr if toy_samples else None)
         write_json(staged.path("metrics.json"),
                    {**asdict(result), provenance.KEY: provenance.record(cfg, "evaluate", inputs)})
         staged.publish(last=["metrics.json"])
     return result
+
+
+SCORES_FILE = "scores.parquet"
+
+
+def scores_path(run_dir: Path, mass: float) -> Path:
+    """Per-event test scores at one mass: the hub that templates and limits read."""
+    return mass_dir(run_dir, mass) / SCORES_FILE
+
+
+def write_scores(path: Path, test: pd.DataFrame, score: np.ndarray, k: int,
+                 window: np.ndarray | None, llr: np.ndarray | None) -> None:
+    """Every test event once, scored by the model that did not train on it, with the window
+    variable and (toy) the exact log-likelihood ratio, so every method's templates come from
+    the same events."""
+    evno = test["event_number"].to_numpy()
+    table = pd.DataFrame({
+        "event_number": evno,
+        "sample": test["sample"].astype(str).to_numpy(),
+        "fold": folds(evno, k).astype(np.int16),
+        "weight": test["weight"].to_numpy(np.float64),
+        "label": test["label"].to_numpy().astype(np.int8),
+        "score": np.asarray(score, np.float64),
+    })
+    if window is not None:
+        table["window"] = window
+    if llr is not None:
+        table["llr"] = np.asarray(llr, np.float64)
+    table.to_parquet(path, index=False, compression="lz4")
 
 
 def sanity_path(run_dir: Path) -> Path:

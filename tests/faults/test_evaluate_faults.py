@@ -6,10 +6,12 @@ import json
 import logging
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from pnn.cli import main
 from pnn.core.config import load_config
+from pnn.stats.metrics import roc
 from tests.faults.conftest import edit
 from tests.faults.util import leftovers, one_line_error, snapshot
 
@@ -75,3 +77,21 @@ def test_folds_that_leave_a_fold_empty_are_refused(finished) -> None:
     msg = one_line_error(run("train", str(finished)))
     assert "preprocessing.folds = 1000000 leaves fold" in msg and "use fewer folds" in msg
     assert snapshot(cfg.run_dir) == kept
+
+
+def test_scores_file_holds_every_test_event_once_with_its_fold_model(finished) -> None:
+    cfg = load_config(finished)
+    scores = pd.read_parquet(cfg.run_dir / "evaluate" / "m500" / "scores.parquet")
+    events = pd.read_parquet(cfg.run_dir / "events.parquet")
+    expected = events[(events["label"] == 0) | ((events["label"] == 1) & (events["mass"] == 500))]
+    assert len(scores) == len(expected)
+    assert not scores.duplicated(["sample", "event_number"]).any()
+    assert set(scores.columns) >= {"event_number", "sample", "fold", "weight", "label", "score",
+                                   "window", "llr"}
+    assert (scores["fold"] == scores["event_number"] % cfg.preprocessing.folds).all()
+    assert scores["weight"].sum() == pytest.approx(expected["weight"].sum())
+    metrics = json.loads((cfg.run_dir / "evaluate" / "m500" / "metrics.json").read_text())
+    auc = roc(scores["score"].to_numpy(), scores["label"].to_numpy(), scores["weight"].to_numpy()).auc
+    assert auc == pytest.approx(metrics["methods"]["pnn"]["auc"], rel=1e-12)
+    z = metrics["methods"]["pnn"]
+    assert z["z_bkg_uncertainty"] == z["z"]  # evaluation.background_uncertainty = 0

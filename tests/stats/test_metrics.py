@@ -86,3 +86,15 @@ def test_best_cut_respects_min_background_events() -> None:
     tight = metrics.best_cut(score, label, np.ones(200), half, min_bkg_events=40)
     assert tight.threshold < loose.threshold
     assert np.isnan(metrics.best_cut(score, label, np.ones(200), half, 1000).z)
+
+
+def test_asimov_z_with_background_uncertainty() -> None:
+    s, b = np.array([5.0, 20.0, 50.0]), np.array([100.0, 400.0, 25.0])
+    np.testing.assert_array_equal(metrics.asimov_z_uncertain(s, b, 0.0), metrics.asimov_z(s, b))
+    np.testing.assert_allclose(metrics.asimov_z_uncertain(s, b, 1e-7), metrics.asimov_z(s, b),
+                               rtol=1e-5)
+    z = [metrics.asimov_z_uncertain(s, b, r) for r in (0.05, 0.1, 0.3)]
+    assert (z[0] < metrics.asimov_z(s, b)).all() and (z[1] < z[0]).all() and (z[2] < z[1]).all()
+    # s << b with a large uncertainty: Z -> s / sqrt(b + (rel b)^2)
+    np.testing.assert_allclose(metrics.asimov_z_uncertain(1.0, 1e4, 0.01), 1 / np.sqrt(1e4 + 1e4),
+                               rtol=1e-3)
