@@ -40,20 +40,46 @@ generator-level quantity, each background process is generated in ``SLICES`` of 
 cross-section x luminosity x P(slice) / events in the slice. The weighted distribution (and
 so the likelihood ratio) is unchanged, while the high-mass tail, where a 1.5 TeV search
 lives, gets enough MC events to measure its background.
+
+Systematic variations (``write(..., systematics=True)``) model the two leading uncertainties
+of such a search:
+
+* Jet energy scale: every tree ``<tree>`` gets ``<tree>__1up`` and ``<tree>__1down``, the
+  same events (EventNumber, weight, EventFlavour, Btag, ``mass`` unchanged) with the
+  energy-like branches ``FourBodyMass``, ``Jet0CorrTLV``, ``sTNoMet``, ``sT`` (and the jagged
+  ``Jet_pt``) multiplied by ``1 + jes`` and ``1 - jes`` respectively (computed in double
+  precision, stored as float32). The whole event scales coherently, MET included, so ratios
+  such as pT / M stay as they are and the variation moves the mass peak and the falling
+  background by the same relative amount.
+* Background modelling: the background trees (nominal and varied) carry the multiplicative
+  weight factors ``weight_scale_up = 1 + delta(M)`` and ``weight_scale_down = 1 - delta(M)``
+  with ``delta(M) = 0.05 + 0.10 * M / 1 TeV`` (nominal ``FourBodyMass``), capped at 0.5: a 5 %
+  normalisation uncertainty plus a shape uncertainty that grows into the tail where the
+  generator is extrapolated. The varied weight is ``weight * weight_scale_up``.
+
+Pseudo-data (``write(..., data=True)``, :func:`generate_data`) are drawn fresh from the same
+densities, not resampled from the MC: a Poisson number of events around the expected total
+background yield sum_j sigma_j x L (the summed MC weights), each from process j with
+probability sigma_j / sum sigma, M from the full (unsliced) Gamma density, weight 1, no
+negative weights. An injected signal adds Poisson(sigma_inj x L) events from the signal
+density at the injected mass; the background events do not change when a signal is injected.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special, stats
 
 from pnn.core.atomic import write_json
+from pnn.core.errors import PnnError
 from pnn.io import ntuple
 
 log = logging.getLogger(__name__)
@@ -171,14 +197,26 @@ def _event_numbers(rng: np.random.Generator, n: int, offset: int) -> np.ndarray:
     return (np.uint64(offset) + rng.permutation(n).astype(np.uint64)).astype(np.uint64)
 
 
-def generate_signal(
-    rng: np.random.Generator, mass: float, n: int, luminosity: float, offset: int
-) -> dict[str, np.ndarray]:
-    """Signal events at true mass ``mass``; weights add up to sigma(m) x L."""
+def _draw_signal(rng: np.random.Generator, mass: float, n: int) -> dict[str, np.ndarray]:
     M = rng.normal(mass, RESOLUTION * mass, size=n)
     out = _kinematics(rng, n, M, SIGNAL_U, (SIGNAL_R_SHAPE, SIGNAL_R_SCALE_PER_GEV * mass),
                       SIGNAL_MET, SIGNAL_BTAG)
     out["EventFlavour"] = np.full(n, 5, dtype=np.int32)
+    return out
+
+
+def _draw_background(rng: np.random.Generator, process: Process, M: np.ndarray) -> dict[str, np.ndarray]:
+    n = len(M)
+    out = _kinematics(rng, n, M, process.u, process.r, process.met, process.btag)
+    out["EventFlavour"] = rng.choice(FLAVOURS, size=n, p=process.flavour).astype(np.int32)
+    return out
+
+
+def generate_signal(
+    rng: np.random.Generator, mass: float, n: int, luminosity: float, offset: int
+) -> dict[str, np.ndarray]:
+    """Signal events at true mass ``mass``; weights add up to sigma(m) x L."""
+    out = _draw_signal(rng, mass, n)
     out["EventNumber"] = _event_numbers(rng, n, offset)
     out["weight"] = np.full(n, signal_xsec_fb(mass) * luminosity / n)
     out["mass"] = np.full(n, mass, dtype=np.float32)
@@ -206,8 +244,7 @@ def generate_background(
         M[part] = stats.gamma.isf(sf_hi + rng.random(size) * (sf_lo - sf_hi), k, scale=theta)
         weight[part] = sign[part] * process.xsec_fb * luminosity * (sf_lo - sf_hi) / sign[part].sum()
         start += size
-    out = _kinematics(rng, n, M, process.u, process.r, process.met, process.btag)
-    out["EventFlavour"] = rng.choice(FLAVOURS, size=n, p=process.flavour).astype(np.int32)
+    out = _draw_background(rng, process, M)
     out["EventNumber"] = _event_numbers(rng, n, offset)
     out["weight"] = weight
     return out
@@ -286,34 +323,168 @@ def generate(
     return signal, background
 
 
+ENERGY_BRANCHES = BRANCHES[:4]
+VARIATIONS = ("__1up", "__1down")
+WEIGHT_SCALE_NORM, WEIGHT_SCALE_SLOPE_PER_TEV, WEIGHT_SCALE_MAX = 0.05, 0.10, 0.5
+DATA_FILE, DATA_TREE = "data.root", "data"
+DATA_EVENT_OFFSET = 10**15  # above every MC event number while a tree has < 10^8 events
+
+
+def weight_scale(mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Background-modelling weight factors (up, down) = 1 +- delta(M) at reconstructed mass M.
+
+    delta = 0.05 + 0.10 x M / TeV, capped at 0.5: a normalisation uncertainty plus a shape
+    uncertainty growing into the extrapolated tail. Both factors stay positive.
+    """
+    m = np.asarray(mass, dtype=np.float64)
+    delta = np.clip(WEIGHT_SCALE_NORM + WEIGHT_SCALE_SLOPE_PER_TEV * m / 1000.0, 0.0, WEIGHT_SCALE_MAX)
+    return 1.0 + delta, 1.0 - delta
+
+
+def shift_energy(tree: Mapping[str, Any], factor: float) -> dict[str, Any]:
+    """A copy of ``tree`` with the energy-like branches (and jagged jet pT) times ``factor``.
+
+    Products are taken in double precision and stored as float32, like the nominal branches;
+    every other branch is shared with the nominal tree.
+    """
+    out = dict(tree)
+    for k in ENERGY_BRANCHES:
+        out[k] = (np.asarray(tree[k], dtype=np.float64) * factor).astype(np.float32)
+    if "Jet" in tree:
+        import awkward as ak
+
+        jets = tree["Jet"]
+        pt = ak.values_astype(ak.values_astype(jets.pt, np.float64) * factor, np.float32)
+        out["Jet"] = ak.with_field(jets, pt, "pt")
+    return out
+
+
+def add_systematics(
+    trees: Mapping[str, Mapping[str, Any]], jes: float, background: bool
+) -> dict[str, dict[str, Any]]:
+    """Each tree followed by its ``__1up``/``__1down`` jet-energy-scale variations.
+
+    With ``background`` the trees first get ``weight_scale_up``/``weight_scale_down`` from
+    the nominal mass, so a varied tree carries the same factors as its nominal events.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, nominal in trees.items():
+        tree = dict(nominal)
+        if background:
+            tree["weight_scale_up"], tree["weight_scale_down"] = weight_scale(tree["FourBodyMass"])
+        out[name] = tree
+        out[name + VARIATIONS[0]] = shift_energy(tree, 1.0 + jes)
+        out[name + VARIATIONS[1]] = shift_energy(tree, 1.0 - jes)
+    return out
+
+
+def expected_background(luminosity: float) -> float:
+    """Expected total background yield sum_j sigma_j x L (= the summed MC weights)."""
+    return float(sum(p.xsec_fb for p in BACKGROUNDS) * luminosity)
+
+
+def generate_data(
+    luminosity: float, seed: int, inject_mass: float | None = None,
+    inject_xsec_fb: float | None = None, objects: bool = False,
+) -> dict[str, Any]:
+    """Pseudo-data drawn fresh from the toy densities, weight 1, in random order.
+
+    Poisson(sum_j sigma_j x L) background events, each from process j with probability
+    sigma_j / sum sigma; with ``inject_mass`` also Poisson(sigma_inj x L) signal events at
+    that mass (sigma_inj: ``inject_xsec_fb``, else the benchmark :func:`signal_xsec_fb`).
+    Background, signal, ordering and jet objects use separate children of
+    ``default_rng(seed)``, so injecting a signal leaves the background events as they were.
+    """
+    bkg_rng, sig_rng, mix_rng, obj_rng = np.random.default_rng(seed).spawn(4)
+    n = int(bkg_rng.poisson(expected_background(luminosity)))
+    counts = bkg_rng.multinomial(n, background_fractions())
+    parts = [
+        _draw_background(rng, p, rng.gamma(p.mass[0], p.mass[1], size=int(k)))
+        for rng, p, k in zip(bkg_rng.spawn(len(BACKGROUNDS)), BACKGROUNDS, counts, strict=True)
+    ]
+    if inject_mass is not None:
+        xsec = signal_xsec_fb(inject_mass) if inject_xsec_fb is None else inject_xsec_fb
+        parts.append(_draw_signal(sig_rng, inject_mass, int(sig_rng.poisson(xsec * luminosity))))
+    total = sum(len(part["FourBodyMass"]) for part in parts)
+    order = mix_rng.permutation(total)
+    events: dict[str, Any] = {b: np.concatenate([part[b] for part in parts])[order] for b in parts[0]}
+    events["EventNumber"] = _event_numbers(mix_rng, total, DATA_EVENT_OFFSET)
+    events["weight"] = np.ones(total)
+    log.info("pseudo-data: %d events (%.1f background expected%s)", total,
+             expected_background(luminosity),
+             "" if inject_mass is None else f", signal injected at {inject_mass:g} GeV")
+    return add_objects(obj_rng, events) if objects else events
+
+
 MANIFEST = "toy.json"
 
 
 def write(output: str | Path, masses: list[float], signal_events: int, background_events: int,
-          luminosity: float, seed: int, objects: bool = False) -> dict[str, Path]:
+          luminosity: float, seed: int, objects: bool = False, *, systematics: bool = False,
+          jes: float = 0.02, data: bool = False, data_seed: int = 1234,
+          inject_mass: float | None = None, inject_xsec_fb: float | None = None) -> dict[str, Path]:
     """Generate the toy and write ``signal.root`` and ``background.root`` into ``output``.
 
     With ``objects`` every tree also gets jagged jet branches (:func:`add_objects`), drawn
-    from their own generator so the flat branches stay the same.
+    from their own generator so the flat branches stay the same. With ``systematics`` the
+    files also hold the ``__1up``/``__1down`` trees and the backgrounds the weight factors
+    (:func:`add_systematics`); with ``data`` pseudo-data go to ``data.root``, tree ``data``
+    (:func:`generate_data`). With both off the files are exactly those of earlier versions.
 
     A ``toy.json`` manifest beside them tells later stages that the exact likelihood ratio
-    is available for these samples.
+    is available for these samples, and records the variations and pseudo-data written.
     """
+    if systematics and not 0 < jes < 1:
+        raise PnnError(f"jes={jes}: the jet-energy-scale shift must lie between 0 and 1, e.g. 0.02")
+    if data and inject_mass is None and inject_xsec_fb is not None:
+        raise PnnError("inject_xsec_fb is set without inject_mass: set generate.inject_mass to "
+                       "the mass (GeV) of the injected signal, or drop inject_xsec_fb")
+    if data and inject_mass is not None and inject_mass <= 0:
+        raise PnnError(f"inject_mass={inject_mass}: give the injected signal mass in GeV (> 0)")
+    if not data and (inject_mass is not None or inject_xsec_fb is not None):
+        log.warning("generate.inject_mass/inject_xsec_fb ignored: set generate.data: true to "
+                    "write pseudo-data with an injected signal")
     signal, background = generate(masses, signal_events, background_events, luminosity, seed)
     if objects:
         for j, trees in enumerate((signal, background)):
             for i, name in enumerate(list(trees)):
                 trees[name] = add_objects(np.random.default_rng([seed, 3, j, i]), trees[name])
     out = Path(output)
-    paths = {"signal": out / "signal.root", "background": out / "background.root"}
-    ntuple.write_trees(paths["signal"], signal)
-    ntuple.write_trees(paths["background"], background)
-    write_json(out / MANIFEST, {
+    manifest: dict[str, Any] = {
         "generator": "pnn.io.toy", "seed": seed, "luminosity_fb": luminosity,
         "masses": sorted(masses), "signal_events": signal_events,
         "background_events": background_events, "objects": objects,
         "signal_trees": list(signal), "background_trees": list(background),
-    })
+    }
+    if systematics:
+        signal = add_systematics(signal, jes, background=False)
+        background = add_systematics(background, jes, background=True)
+        manifest["systematics"] = {
+            "jes": jes, "variations": list(VARIATIONS),
+            "scaled_branches": [*ENERGY_BRANCHES, *(["Jet_pt"] if objects else [])],
+            "weight_scale": f"1 +- min({WEIGHT_SCALE_NORM} + {WEIGHT_SCALE_SLOPE_PER_TEV} * "
+                            f"FourBodyMass / 1000, {WEIGHT_SCALE_MAX}) on the backgrounds",
+        }
+    paths = {"signal": out / "signal.root", "background": out / "background.root"}
+    ntuple.write_trees(paths["signal"], signal)
+    ntuple.write_trees(paths["background"], background)
+    if data:
+        events = generate_data(luminosity, data_seed, inject_mass, inject_xsec_fb, objects)
+        paths["data"] = out / DATA_FILE
+        ntuple.write_trees(paths["data"], {DATA_TREE: events})
+        xsec = None if inject_mass is None else (
+            signal_xsec_fb(inject_mass) if inject_xsec_fb is None else inject_xsec_fb)
+        manifest["data"] = {
+            "file": DATA_FILE, "tree": DATA_TREE, "seed": data_seed,
+            "events": len(events["weight"]),
+            "expected_background": expected_background(luminosity),
+            "inject_mass": inject_mass, "inject_xsec_fb": xsec,
+            "expected_signal": None if xsec is None else xsec * luminosity,
+        }
+    elif (out / DATA_FILE).exists():
+        log.warning("%s is left from an earlier run and not described by %s: delete it or set "
+                    "generate.data: true", out / DATA_FILE, MANIFEST)
+    write_json(out / MANIFEST, manifest)
     return paths
 
 
