@@ -21,8 +21,9 @@ EVALUATED := $(RUN)/evaluate/index.json
 SUMMARY := $(RUN)/summary.json
 STUDY := $(RUN)/study/study.md
 EXPORTED := $(RUN)/export/pnn_onnx.json
+LIMITS := $(RUN)/limits/limits.json
 
-.PHONY: install demo test test-slurm lint data ingest train evaluate report study export submit status clean benchmark
+.PHONY: install demo test test-slurm lint data ingest train evaluate limits report study export submit status clean benchmark
 .DELETE_ON_ERROR:
 
 install: $(INSTALLED)
@@ -34,7 +35,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 # The whole chain on the embedded toy; always ends by printing the summary table.
-demo: $(EVALUATED)
+demo: $(LIMITS)
 	$(PNN) report $(CONFIG)
 
 # Under CI=true this includes the jobs on a real one-node Slurm (tests/test_slurm.py).
@@ -52,6 +53,7 @@ data: $(DATA)
 ingest: $(EVENTS)
 train: $(MODEL)
 evaluate: $(EVALUATED)
+limits: $(LIMITS)
 report: $(SUMMARY)
 study: $(STUDY)
 export: $(EXPORTED)
@@ -75,13 +77,23 @@ $(EVALUATED): $(MODEL) $(EVENTS) $(CONFIG)
 # would then miss that mass): .PRECIOUS keeps every per-mass output. (.SECONDARY takes no
 # patterns and .NOTINTERMEDIATE needs make 4.4.)
 evaluate-%: $(RUN)/evaluate/m%/metrics.json ;
-.PRECIOUS: $(RUN)/evaluate/m%/metrics.json
+.PRECIOUS: $(RUN)/evaluate/m%/metrics.json $(RUN)/limits/m%/limits.json
 
 $(RUN)/evaluate/m%/metrics.json: $(MODEL) $(EVENTS) $(CONFIG)
 	$(PNN) evaluate $(CONFIG) --mass $*
 
-$(SUMMARY): $(EVALUATED) $(wildcard $(RUN)/evaluate/m*/metrics.json)
+$(SUMMARY): $(EVALUATED) $(wildcard $(RUN)/evaluate/m*/metrics.json) $(wildcard $(LIMITS))
 	$(PNN) report $(CONFIG)
+
+# Templates, workspaces and CLs limits of every evaluated mass, then limits.json and the Brazil plot.
+$(LIMITS): $(EVALUATED) $(CONFIG)
+	$(PNN) limits $(CONFIG)
+
+# One mass alone, e.g. make limits-750 (collect afterwards with make limits)
+limits-%: $(RUN)/limits/m%/limits.json ;
+
+$(RUN)/limits/m%/limits.json: $(RUN)/evaluate/m%/metrics.json $(CONFIG)
+	$(PNN) limits $(CONFIG) --mass $*
 
 # The validation study: baselines, hold-outs, detuning, importance (see README).
 $(STUDY): $(MODEL) $(EVENTS) $(CONFIG)

@@ -89,7 +89,7 @@ def main(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
-    for noisy in ("matplotlib", "PIL", "absl", "h5py", "tensorflow"):
+    for noisy in ("matplotlib", "PIL", "absl", "h5py", "tensorflow", "pyhf"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     if not verbose:  # TensorFlow's native start-up lines only with -v
         from pnn.core.quiet import silence_native_logs
@@ -104,8 +104,17 @@ def do_generate(cfg: Config, objects: bool = False) -> None:
     if gen is None:
         raise PnnError("the config has no 'generate' section: add one to make toy ntuples")
     paths = toy.write(gen.output, gen.masses + gen.offgrid_masses, gen.signal_events,
-                      gen.background_events, gen.luminosity, cfg.seed, objects or gen.objects)
+                      gen.background_events, gen.luminosity, cfg.seed, objects or gen.objects,
+                      systematics=gen.systematics, jes=gen.jes, data=gen.data,
+                      data_seed=gen.data_seed, inject_mass=gen.inject_mass,
+                      inject_xsec_fb=gen.inject_xsec_fb)
     click.echo(f"wrote {paths['signal']} and {paths['background']}")
+    if gen.systematics:
+        click.echo(f"  with <tree>__1up/__1down variations (jes {gen.jes:g}) and "
+                   "weight_scale_up/_down on the backgrounds")
+    if "data" in paths:
+        injected = "" if gen.inject_mass is None else f", signal injected at {gen.inject_mass:g} GeV"
+        click.echo(f"wrote pseudo-data to {paths['data']} (tree 'data', seed {gen.data_seed}{injected})")
 
 
 def do_ingest(cfg: Config, shard: tuple[int, int] | None = None) -> None:
@@ -159,6 +168,27 @@ def do_report(cfg: Config) -> None:
     for w in rep.warnings:
         click.echo(f"warning: {w}")
     click.echo(f"wrote {rep.paths['json']}, {rep.paths['csv']} and {rep.paths['plot']}")
+
+
+def do_limits(cfg: Config, masses: tuple[float, ...] = (), methods: tuple[str, ...] = (),
+              collect_only: bool = False) -> None:
+    from pnn.stats import limits
+
+    if collect_only:
+        table = limits.collect(cfg)
+    else:
+        limits.run_limits(cfg, list(masses) or None, list(methods) or None)
+        if masses:
+            for m in masses:
+                click.echo(f"wrote {limits.limits_dir(cfg.run_dir) / limits.mass_label(m)}")
+            return
+        table = limits.collect(cfg)
+    shown = table[["mass", "method", *limits.KEYS, "observed"]]
+    wide = shown.pivot(index="mass", columns="method", values="expected").reset_index()
+    from pnn.stats.report import markdown
+
+    click.echo(markdown(wide.rename(columns={m: f"expected_{m}" for m in limits.METHODS})))
+    click.echo(f"wrote {limits.limits_dir(cfg.run_dir) / 'limits.json'}")
 
 
 def do_export(cfg: Config) -> None:
@@ -232,6 +262,22 @@ def evaluate(config: str, output_dir: str | None, masses: tuple[float, ...],
 def report(config: str, output_dir: str | None) -> None:
     """Collect every mass into summary.csv/json, print the table, plot AUC and Z."""
     do_report(_load(config, output_dir))
+
+
+@main.command("limits")
+@config_arg
+@output_opt
+@click.option("--mass", "masses", type=float, multiple=True,
+              help="Only this mass (repeatable); the collected table is then left to --collect.")
+@click.option("--method", "methods", type=click.Choice(["pnn", "window", "optimal"]), multiple=True,
+              help="Only this method (repeatable; default: limits.methods).")
+@click.option("--collect", "collect_only", is_flag=True,
+              help="Only collect the per-mass limits into limits.json/.csv and the Brazil plots.")
+@_stage
+def limits_verb(config: str, output_dir: str | None, masses: tuple[float, ...],
+                methods: tuple[str, ...], collect_only: bool) -> None:
+    """Binned templates, HistFactory workspaces and 95% CL limits per mass (blinded by default)."""
+    do_limits(_load(config, output_dir), masses, methods, collect_only)
 
 
 @main.command("export")
@@ -506,11 +552,12 @@ def job_run_collect(job_dir: str) -> None:
 @output_opt
 @_stage
 def run(config: str, output_dir: str | None) -> None:
-    """Run every stage: generate (if configured), ingest, train, evaluate, report."""
+    """Run every stage: generate (if configured), ingest, train, evaluate, limits, report."""
     cfg = _load(config, output_dir)
     if cfg.generate is not None:
         do_generate(cfg)
     do_ingest(cfg)
     do_train(cfg)
     do_evaluate(cfg)
+    do_limits(cfg)
     do_report(cfg)

@@ -119,6 +119,16 @@ def split_evaluate(cfg: Config, config: str, sel: Selection) -> list[Task]:
             for m in _masses(sel.masses, default, "evaluation")]
 
 
+def split_limits(cfg: Config, config: str, sel: Selection) -> list[Task]:
+    """One task per mass hypothesis: ``pnn limits CONFIG --mass M``."""
+    default = (sorted(cfg.limits.masses) if cfg.limits.masses else
+               sorted(cfg.evaluation.masses) if cfg.evaluation.masses else cfg.signal_masses())
+    run = cfg.run_dir.resolve()
+    return [Task(_mass_label(m), ["limits", config, "--mass", f"{m:g}"],
+                 [str(run / "limits" / _mass_label(m) / "limits.json")])
+            for m in _masses(sel.masses, default, "limits")]
+
+
 def sample_files(cfg: Config) -> list[str]:
     """Every input ROOT file of the config, once, in sample order."""
     seen: dict[str, None] = {}
@@ -181,6 +191,10 @@ def _report(cfg: Config, config: str) -> list[str]:
     return ["report", config]
 
 
+def _limits_collect(cfg: Config, config: str) -> list[str]:
+    return ["limits", config, "--collect"]
+
+
 def _study_all(cfg: Config, config: str) -> list[str]:
     return ["study", "all", config]
 
@@ -189,6 +203,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("ingest", split_ingest, None, "one job per group of input files, writing table shards"),
     Stage("train", split_train, None, "one job per fold"),
     Stage("evaluate", split_evaluate, _report, "one job per mass; collect: pnn report"),
+    Stage("limits", split_limits, _limits_collect,
+          "one job per mass; collect: pnn limits --collect"),
     Stage("interpolation", split_interpolation, _study_all,
           "one job per held-out interior mass; collect: pnn study all"),
     Stage("dedicated", split_dedicated, _study_all, "one dedicated network per trained mass; "
@@ -198,7 +214,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
 
 
 # The config sections each cluster stage depends on (see pnn.core.provenance).
-_PROVENANCE_STAGE = {"ingest": "ingest", "train": "train", "evaluate": "evaluate",
+_PROVENANCE_STAGE = {"ingest": "ingest", "train": "train", "evaluate": "evaluate", "limits": "limits",
                      "interpolation": "study", "dedicated": "study", "apply": "apply"}
 
 
@@ -215,7 +231,7 @@ def check_inputs(cfg: Config, stage: str) -> None:
 
     if stage == "train":
         events_identity(cfg)
-    elif stage in ("evaluate", "interpolation", "dedicated"):
+    elif stage in ("evaluate", "interpolation", "dedicated", "limits"):
         require_model(cfg)
     elif stage == "apply":
         require_model(cfg, check_events=False)

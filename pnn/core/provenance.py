@@ -33,10 +33,13 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "export": _TRAIN,
     "apply": (*_TRAIN, "apply"),
     "limits": (*_TRAIN, "evaluation", "samples.data", "limits"),
+    # data and systematic-variation events, read for the limits only
+    "variations": (*_INGEST, "samples.data", "limits.systematics"),
 }
 # The verb that rebuilds the output of each stage.
 VERB = {"ingest": "ingest", "train": "train", "evaluate": "evaluate", "report": "report",
-        "study": "study all", "export": "export", "apply": "apply", "limits": "limits"}
+        "study": "study all", "export": "export", "apply": "apply", "limits": "limits",
+        "variations": "limits"}
 
 
 def _hash(value: Any) -> str:

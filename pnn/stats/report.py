@@ -16,6 +16,7 @@ from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
 from pnn.show import plots
 from pnn.stats import evaluate, sanity
+from pnn.stats.limits import summary_columns
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,12 @@ def collect(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     warnings = [c["warning"] for c in checks if c["warning"]]
     warnings += [f"m = {m['mass']:g} GeV: {w}" for m in found for w in m.get("warnings", [])]
     table = pd.DataFrame([_row(m) for m in found], columns=COLUMNS)
+    limit_cols = summary_columns(cfg)
+    if limit_cols:
+        for name in ("limit_pnn", "limit_window", "limit_optimal"):
+            values = [limit_cols.get(m, {}).get(name, float("nan")) for m in table["mass"]]
+            if not all(math.isnan(v) for v in values):
+                table[name] = values
     same = sanity.identical_auc(dict(zip(table["mass"], table["auc"], strict=True)))
     if same.warning:
         warnings.insert(0, same.warning)

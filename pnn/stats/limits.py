@@ -1,0 +1,511 @@
+"""``pnn limits``: binned score templates, HistFactory workspaces and CLs upper limits per mass.
+
+The per-event test scores that ``pnn evaluate`` keeps (``evaluate/m<mass>/scores.parquet``)
+are the nominal input: every method's templates come from the same events, each scored by the
+model that did not train on it. Data and the events of tree or weight systematics are read
+once into ``limits/inputs/`` (never into the training table) and scored with the same models.
+Each mass is one task: its ``limits.json``, workspaces and plots are published together.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pnn.core import provenance
+from pnn.core.atomic import Staging, read_json, sweep, write_json
+from pnn.core.config import Config, Sample, Systematic
+from pnn.core.errors import PnnError
+from pnn.core.locks import task_lock
+from pnn.io import ingest, toy
+from pnn.learn.model import FoldModels
+from pnn.learn.preprocess import feature_matrix, mass_mask
+from pnn.learn.train import require_model
+from pnn.show import plots
+from pnn.stats import cls, templates
+from pnn.stats.evaluate import metrics_path, scores_path
+from pnn.stats.workspace import SampleTemplate, build_spec
+
+log = logging.getLogger(__name__)
+
+METHODS = ("pnn", "window", "optimal")
+KEYS = ("expected_minus2", "expected_minus1", "expected", "expected_plus1", "expected_plus2")
+
+
+def limits_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "limits"
+
+
+def mass_label(mass: float) -> str:
+    return f"m{mass:g}"
+
+
+def workspace_name(method: str, mass: float) -> str:
+    return f"workspaces/{method}_{mass_label(mass)}.json"
+
+
+@dataclass
+class LimitRow:
+    """The expected (and, unblinded, observed) 95 % CL upper limits of one mass and method."""
+
+    mass: float
+    method: str
+    trained: bool
+    expected_minus2: float
+    expected_minus1: float
+    expected: float
+    expected_plus1: float
+    expected_plus2: float
+    observed: float | None
+    xsec_fb: float | None
+    expected_minus2_fb: float | None
+    expected_minus1_fb: float | None
+    expected_fb: float | None
+    expected_plus1_fb: float | None
+    expected_plus2_fb: float | None
+    observed_fb: float | None
+    p0: float | None
+    significance: float | None
+    bins: int
+    status: str
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- inputs: data and systematic variations ---------------------------------------------------
+
+def _affected(cfg: Config, syst: Systematic) -> list[tuple[int, Sample]]:
+    """(label, sample) pairs a systematic acts on: its ``samples``, or every simulated one."""
+    pairs = [(1, s) for s in cfg.samples.signal] + [(0, s) for s in cfg.samples.background]
+    if not syst.samples:
+        return pairs
+    wanted = set(syst.samples)
+    return [(label, s) for label, s in pairs
+            if s.name in wanted or ("signal" in wanted and label == 1)
+            or ("background" in wanted and label == 0)]
+
+
+def _varied(sample: Sample, syst: Systematic, side: str) -> Sample:
+    """The sample as the ``side`` ('up'/'down') variation of a tree or weight systematic."""
+    value = syst.up if side == "up" else syst.down
+    if syst.type == "weight":
+        return sample.model_copy(update={"weight": str(value)})
+    update: dict[str, Any] = {}
+    if value is not None:
+        if sample.tree is None:
+            raise PnnError(f"limits.systematics '{syst.name}': sample '{sample.name}' has no single "
+                           "'tree' to vary: give the variation trees with up_files/down_files")
+        update["tree"] = str(value).replace("{tree}", sample.tree)
+    files = syst.up_files if side == "up" else syst.down_files
+    if files is not None:
+        if isinstance(sample.files, dict):
+            raise PnnError(f"limits.systematics '{syst.name}': up_files/down_files need the "
+                           f"sample '{sample.name}' to list its files, not a file -> tree map")
+        update["files"] = [files.replace("{file}", f) for f in sample.files]
+    return sample.model_copy(update=update)
+
+
+def input_tables(cfg: Config) -> dict[str, list[tuple[int, list[Sample]]]]:
+    """Name -> sample groups of every extra table: ``data`` and ``<syst>__up``/``__down``."""
+    tables: dict[str, list[tuple[int, list[Sample]]]] = {}
+    if cfg.samples.data:
+        tables["data"] = [(-1, list(cfg.samples.data))]
+    for syst in cfg.limits.systematics:
+        if syst.type not in ("tree", "weight"):
+            continue
+        sides = ["up"] + (["down"] if syst.down is not None or syst.down_files else [])
+        for side in sides:
+            affected = _affected(cfg, syst)
+            groups = [(label, [_varied(s, syst, side) for lab, s in affected if lab == label])
+                      for label in (1, 0)]
+            tables[f"{syst.name}__{side}"] = [g for g in groups if g[1]]
+    return tables
+
+
+def _inputs_dir(cfg: Config) -> Path:
+    return limits_dir(cfg.run_dir) / "inputs"
+
+
+def read_inputs(cfg: Config) -> dict[str, tuple[pd.DataFrame, str]]:
+    """The extra tables (read now unless a current copy exists), with their identities."""
+    out = {}
+    folder = _inputs_dir(cfg)
+    for name, groups in input_tables(cfg).items():
+        path = folder / f"{name}.parquet"
+        meta_path = path.with_suffix(".json")
+        rec = None
+        if meta_path.is_file():
+            rec = read_json(meta_path, cfg.command("limits")).get(provenance.KEY)
+            try:
+                provenance.require(cfg, "variations", rec, str(path))
+            except PnnError:
+                rec = None
+        if rec is None or not path.is_file():
+            log.info("reading the %s events", name)
+            with task_lock(cfg.run_dir, f"limits-inputs-{name}"), Staging(folder, name) as staged:
+                summaries = ingest.read_samples(cfg, groups, staged.path(path.name))
+                rec = provenance.record(cfg, "variations")
+                write_json(staged.path(meta_path.name), {
+                    "samples": [asdict(s) for s in summaries], provenance.KEY: rec})
+                staged.publish(last=[meta_path.name])
+        table = pd.read_parquet(path)
+        out[name] = (table, rec["id"])
+    return out
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+def score_events(cfg: Config, models: FoldModels, table: pd.DataFrame, mass: float,
+                 toy_samples: bool) -> pd.DataFrame:
+    """The scores.parquet columns for extra events at ``mass``: signal of that mass, all
+    background and all data, each event scored by the model that did not train on it."""
+    if "label" not in table or table.empty:
+        return pd.DataFrame(columns=["event_number", "sample", "weight", "label", "score"])
+    label = table["label"].to_numpy()
+    sel = label != 1
+    if (label == 1).any():
+        sel |= (label == 1) & mass_mask(table["mass"].to_numpy(), mass)
+    part = table[sel]
+    evno = part["event_number"].to_numpy()
+    score = models.score(feature_matrix(part, models.features), mass, evno)[0] if len(part) else []
+    out = pd.DataFrame({"event_number": evno, "sample": part["sample"].astype(str).to_numpy(),
+                        "weight": part["weight"].to_numpy(np.float64),
+                        "label": part["label"].to_numpy().astype(np.int8),
+                        "score": np.asarray(score, np.float64)})
+    branch = cfg.evaluation.window_branch
+    if branch is not None and branch in part:
+        out["window"] = part[branch].to_numpy(np.float64)
+    if toy_samples and all(b in part for b in toy.BRANCHES):
+        out["llr"] = toy.log_likelihood_ratio(part, mass) if len(part) else []
+    return out
+
+
+def discriminant(scores: pd.DataFrame, method: str, mass: float) -> np.ndarray | None:
+    """The values a method's templates bin: the PNN score, the window variable folded around
+    the hypothesis (-|x - m|, a folded bump hunt), or the exact log-likelihood ratio."""
+    if method == "pnn":
+        return scores["score"].to_numpy(np.float64)
+    if method == "window" and "window" in scores:
+        return -np.abs(scores["window"].to_numpy(np.float64) - mass)
+    if method == "optimal" and "llr" in scores:
+        return scores["llr"].to_numpy(np.float64)
+    return None
+
+
+# --- templates and the statistical model ----------------------------------------------------
+
+def _edges(cfg: Config, method: str, values: np.ndarray, scores: pd.DataFrame) -> np.ndarray:
+    b = cfg.limits.binning
+    if b.mode == "edges" and method == "pnn":
+        return np.asarray(b.edges, dtype=np.float64)
+    sig = scores["label"].to_numpy() == 1
+    w = scores["weight"].to_numpy(np.float64)
+    return templates.auto_edges(values[sig], w[sig], values[~sig], w[~sig], z_s=b.z_s, z_b=b.z_b,
+                                min_mc=b.min_mc, max_stat_error=b.max_stat_error,
+                                max_bins=b.max_bins)
+
+
+def _hist(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return templates.counts_variances(values, weights, edges)
+
+
+def sample_templates(cfg: Config, method: str, mass: float, nominal: pd.DataFrame,
+                     varied: dict[str, pd.DataFrame], edges: np.ndarray) -> list[SampleTemplate]:
+    """One template per background sample and one for the signal at ``mass``, with every
+    systematic's variations (a sample a variation does not touch keeps its nominal)."""
+    groups: dict[str, tuple[bool, np.ndarray]] = {"signal": (True, nominal["label"].to_numpy() == 1)}
+    for name in sorted(nominal.loc[nominal["label"] == 0, "sample"].unique()):
+        groups[name] = (False, (nominal["sample"] == name).to_numpy() & (nominal["label"] == 0).to_numpy())
+    x = discriminant(nominal, method, mass)
+    w = nominal["weight"].to_numpy(np.float64)
+    out = []
+    for name, (is_signal, sel) in groups.items():
+        counts, variances = _hist(x[sel], w[sel], edges)
+        tpl = SampleTemplate(name, counts, variances, is_signal=is_signal)
+        for syst in cfg.limits.systematics:
+            if not _acts_on(cfg, syst, name, is_signal, nominal, sel):
+                continue
+            if syst.type == "normsys":
+                up = float(syst.up)  # type: ignore[arg-type]
+                down = float(syst.down) if syst.down is not None else 2.0 - up
+                tpl.factors[syst.name] = (up, down)
+            elif syst.type in ("weight", "tree"):
+                sides = [_side_counts(varied.get(f"{syst.name}__{s}"), method, mass, name,
+                                      is_signal, edges) for s in ("up", "down")]
+                if sides[0] is None:
+                    continue
+                tpl.variations[syst.name] = (sides[0], sides[1])
+        out.append(tpl)
+    return out
+
+
+def _acts_on(cfg: Config, syst: Systematic, name: str, is_signal: bool, nominal: pd.DataFrame,
+             sel: np.ndarray) -> bool:
+    if not syst.samples:
+        return True
+    wanted = set(syst.samples)
+    if ("signal" in wanted and is_signal) or ("background" in wanted and not is_signal):
+        return True
+    names = set(nominal.loc[sel, "sample"].astype(str))
+    return bool(names & wanted) or any(s.owns(n) for s in _config_samples(cfg, wanted)
+                                       for n in names)
+
+
+def _config_samples(cfg: Config, names: set[str]) -> list[Sample]:
+    return [s for s in cfg.samples.signal + cfg.samples.background if s.name in names]
+
+
+def _side_counts(table: pd.DataFrame | None, method: str, mass: float, name: str,
+                 is_signal: bool, edges: np.ndarray) -> np.ndarray | None:
+    if table is None:
+        return None
+    sel = (table["label"] == 1) if is_signal else ((table["label"] == 0) & (table["sample"] == name))
+    part = table[sel.to_numpy()]
+    x = discriminant(part, method, mass)
+    if x is None:
+        return None
+    return _hist(x, part["weight"].to_numpy(np.float64), edges)[0]
+
+
+def _lumi(cfg: Config, names: list[tuple[str, bool]]) -> dict[str, float] | None:
+    lumi = [s for s in cfg.limits.systematics if s.type == "lumi"]
+    if not lumi:
+        return None
+    syst = lumi[0]
+    return {n: float(syst.value) for n, is_signal in names  # type: ignore[arg-type]
+            if not syst.samples or n in syst.samples or ("signal" in syst.samples and is_signal)
+            or ("background" in syst.samples and not is_signal)}
+
+
+def _mu_max(cfg: Config, samples: list[SampleTemplate]) -> float:
+    """Upper bound of mu: the configured one, or 20 times a counting estimate of the limit,
+    wide enough for the +2 sigma edge of the band."""
+    if cfg.limits.mu_max:
+        return cfg.limits.mu_max
+    s = sum(t.counts for t in samples if t.is_signal)
+    b = sum(t.counts for t in samples if not t.is_signal)
+    ok = (b > 0) & (s > 0)
+    if not ok.any():
+        return 10.0
+    rough = 1.96 / math.sqrt(float(np.sum(s[ok] ** 2 / b[ok])))
+    return float(max(1.0, 10 ** math.ceil(math.log10(20 * rough))))
+
+
+# --- one mass -----------------------------------------------------------------------------------
+
+def _nominal_scores(cfg: Config, mass: float, model_id: str) -> tuple[pd.DataFrame, str]:
+    """The scores of ``pnn evaluate`` at ``mass``, once its metrics are checked current."""
+    mpath = metrics_path(cfg.run_dir, mass)
+    fix = f"{cfg.command('evaluate')} --mass {mass:g}"
+    meta = read_json(mpath, fix)
+    rec = provenance.require(cfg, "evaluate", meta.get(provenance.KEY), f"'{mpath}'",
+                             inputs={"model": model_id}, fix=fix)
+    spath = scores_path(cfg.run_dir, mass)
+    if not spath.is_file():
+        raise PnnError(f"'{spath}' is missing: rerun '{fix}'")
+    try:
+        return pd.read_parquet(spath), rec["id"]
+    except (OSError, ValueError) as exc:
+        raise PnnError(f"'{spath}' is damaged ({type(exc).__name__}): rerun '{fix}'") from None
+
+
+def limits_mass(cfg: Config, mass: float, models: FoldModels, model_id: str,
+                inputs: dict[str, tuple[pd.DataFrame, str]], toy_samples: bool,
+                methods: list[str]) -> list[LimitRow]:
+    """Templates, workspaces, limits and plots of one mass, published together."""
+    nominal, scores_id = _nominal_scores(cfg, mass, model_id)
+    extra = {name: score_events(cfg, models, table, mass, toy_samples)
+             for name, (table, _) in inputs.items()}
+    data = extra.pop("data", None)
+    trained = bool(mass_mask(np.asarray(models.trained_masses), mass).any())
+    unblind = cfg.limits.observed and data is not None
+    lumi_fb = cfg.luminosity
+    signal_yield = float(nominal.loc[nominal["label"] == 1, "weight"].sum())
+    xsec = signal_yield / lumi_fb if lumi_fb else None
+    rows = []
+    label = mass_label(mass)
+    folder = limits_dir(cfg.run_dir)
+    record = provenance.record(cfg, "limits", {"model": model_id, "scores": scores_id, **{
+        f"inputs:{n}": i for n, (_, i) in inputs.items()}})
+    with task_lock(cfg.run_dir, f"limits-{label}"), Staging(folder, label) as staged:
+        for method in methods:
+            x = discriminant(nominal, method, mass)
+            if x is None:
+                continue
+            start = time.perf_counter()
+            edges = _edges(cfg, method, x, nominal)
+            samples = sample_templates(cfg, method, mass, nominal, extra, edges)
+            bkg = sum(t.counts for t in samples if not t.is_signal)
+            if not np.any(np.asarray(bkg) > 0):
+                raise PnnError(f"m = {mass:g} GeV: the background template of '{method}' is empty: "
+                               "check the background samples and the selection")
+            obs = None
+            if unblind:
+                dx = discriminant(data, method, mass)
+                obs = _hist(dx, np.ones(len(dx)), edges)[0] if dx is not None else None
+            spec = build_spec(samples, observations=obs,
+                              lumi=_lumi(cfg, [(t.name, t.is_signal) for t in samples]),
+                              staterror=cfg.limits.staterror, mu_max=_mu_max(cfg, samples))
+            band = cls.expected_limits(spec, cfg.limits.cl)
+            observed = p0 = z0 = None
+            if obs is not None:
+                observed = cls.observed_limit(spec, obs, cfg.limits.cl)
+                p0, z0 = cls.local_significance(spec, obs)
+            write_json(staged.path(workspace_name(method, mass)), spec)
+            values = [band.minus2, band.minus1, band.median, band.plus1, band.plus2]
+            fb = [v * xsec if xsec else None for v in values]
+            rows.append(LimitRow(
+                mass=mass, method=method, trained=trained, **dict(zip(KEYS, values, strict=True)),
+                observed=observed, xsec_fb=xsec, **{f"{k}_fb": v for k, v in zip(KEYS, fb, strict=True)},
+                observed_fb=observed * xsec if observed is not None and xsec else None,
+                p0=p0, significance=z0, bins=len(edges) - 1, status="ok",
+                seconds=time.perf_counter() - start))
+            if method == "pnn":
+                _plots(staged, samples, edges, band, spec, obs, mass, trained, cfg.limits.cl)
+        write_json(staged.path(f"{label}/limits.json"),
+                   {"rows": [asdict(r) for r in rows], provenance.KEY: record})
+        staged.publish(last=[f"{label}/limits.json"])
+    return rows
+
+
+def _plots(staged: Staging, samples: list[SampleTemplate], edges: np.ndarray,
+           band: cls.ExpectedBand, spec: dict, obs: np.ndarray | None, mass: float,
+           trained: bool, cl: float) -> None:
+    label = mass_label(mass)
+    title = f"m = {mass:g} GeV" + ("" if trained else " (not trained on)")
+    signal = next(t for t in samples if t.is_signal)
+    plots.stacked_templates(
+        edges, {t.name: (t.counts, t.variances) for t in samples if not t.is_signal},
+        (signal.counts, signal.variances), staged.path(f"{label}/templates.png"),
+        signal_label=f"signal, m = {mass:g} GeV (mu = 1)", data=obs, title=title)
+    mus = np.linspace(0.0, 1.5 * band.plus2, 25)[1:]
+    scan = cls.cls_scan(spec, mus, obs)
+    plots.cls_scan(mus, scan["median"], staged.path(f"{label}/cls.png"),
+                   bands={k: scan[k] for k in ("minus2", "minus1", "plus1", "plus2")},
+                   cls_observed=scan.get("observed"), cl=cl, limit=band.median, title=title)
+
+
+# --- the stage ----------------------------------------------------------------------------------
+
+def limit_masses(cfg: Config) -> list[float]:
+    """Masses with evaluation outputs (restricted to ``limits.masses`` when set)."""
+    found = sorted(float(p.parent.name[1:]) for p in
+                   (cfg.run_dir / "evaluate").glob("m*/metrics.json"))
+    if cfg.limits.masses:
+        missing = [m for m in cfg.limits.masses if not any(abs(m - f) < 1e-6 for f in found)]
+        if missing:
+            raise PnnError(f"no evaluation at {missing[0]:g} GeV: run "
+                           f"'{cfg.command('evaluate')} --mass {missing[0]:g}' first")
+        return sorted(cfg.limits.masses)
+    if not found:
+        raise PnnError(f"no evaluated mass: run '{cfg.command('evaluate')}' first")
+    return found
+
+
+def run_limits(cfg: Config, masses: list[float] | None = None,
+               methods: list[str] | None = None) -> list[LimitRow]:
+    """Limits for every mass (or ``masses``), then the collected table and the Brazil plot."""
+    model_id = require_model(cfg, check_files=False)
+    models = FoldModels.load(cfg.run_dir)
+    meta = read_json(cfg.run_dir / "events.json", cfg.command("ingest")) \
+        if (cfg.run_dir / "events.json").is_file() else {}
+    toy_samples = bool(meta.get("toy"))
+    methods = [m for m in (methods or cfg.limits.methods) if m != "optimal" or toy_samples]
+    targets = masses or limit_masses(cfg)
+    sweep(limits_dir(cfg.run_dir))
+    inputs = read_inputs(cfg)
+    rows, failed = [], []
+    for i, m in enumerate(targets, 1):
+        log.info("limits at %g GeV (%d/%d)", m, i, len(targets))
+        try:
+            rows += limits_mass(cfg, m, models, model_id, inputs, toy_samples, methods)
+        except PnnError as exc:
+            if len(targets) == 1:
+                raise
+            log.error("m = %g GeV: %s", m, exc)
+            failed.append((m, str(exc)))
+    if masses is None:
+        collect(cfg)
+    if failed:
+        raise PnnError(f"limits failed at {len(failed)} mass(es), first {failed[0][0]:g} GeV: "
+                       f"{failed[0][1]}")
+    return rows
+
+
+def collected(cfg: Config) -> list[dict]:
+    """Every per-mass limits.json, each checked to come from the current model and settings."""
+    model_id = require_model(cfg, check_files=False)
+    rows = []
+    for path in sorted(limits_dir(cfg.run_dir).glob("m*/limits.json")):
+        meta = read_json(path, cfg.command("limits"))
+        provenance.require(cfg, "limits", meta.get(provenance.KEY), f"'{path}'",
+                           inputs={"model": model_id})
+        rows += meta["rows"]
+    if cfg.limits.masses:
+        rows = [r for r in rows if any(abs(r["mass"] - m) < 1e-6 for m in cfg.limits.masses)]
+    return sorted(rows, key=lambda r: (r["mass"], METHODS.index(r["method"])))
+
+
+COLUMNS = ["mass", "method", "trained", *KEYS, "observed", "xsec_fb", *(f"{k}_fb" for k in KEYS),
+           "observed_fb", "p0", "significance", "bins", "status"]
+
+
+def collect(cfg: Config) -> pd.DataFrame:
+    """limits.json and limits.csv (one row per mass and method) and the Brazil plots."""
+    rows = collected(cfg)
+    if not rows:
+        raise PnnError(f"no limits in '{limits_dir(cfg.run_dir)}': run '{cfg.command('limits')}'")
+    table = pd.DataFrame(rows)[COLUMNS]
+    out = limits_dir(cfg.run_dir)
+    with task_lock(cfg.run_dir, "limits-collect"), Staging(out, "collect") as staged:
+        table.to_csv(staged.path("limits.csv"), index=False)
+        records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                   for r in table.astype(object).to_dict(orient="records")]
+        write_json(staged.path("limits.json"), records)
+        for unit, suffix in (("mu", ""), ("fb", "_fb")):
+            if unit == "fb" and table["xsec_fb"].isna().all():
+                continue
+            _brazil(table, staged.path(f"brazil{suffix}.png"), unit, suffix)
+        write_json(staged.path("limits.provenance.json"), provenance.record(cfg, "limits"))
+        staged.publish(last=["limits.json"])
+    return table
+
+
+def _brazil(table: pd.DataFrame, path: Path, unit: str, suffix: str) -> None:
+    pnn_rows = table[table["method"] == "pnn"].sort_values("mass")
+    if pnn_rows.empty:
+        return
+    masses = pnn_rows["mass"].to_numpy(np.float64)
+    band = {k.replace("expected_", "").replace("expected", "median"): pnn_rows[k + suffix]
+            .to_numpy(np.float64) for k in KEYS}
+    others = {}
+    for method in ("window", "optimal"):
+        rows = table[table["method"] == method].set_index("mass")
+        if not rows.empty:
+            others[method] = rows.reindex(masses)["expected" + suffix].to_numpy(np.float64)
+    observed = pnn_rows["observed" + suffix]
+    plots.brazil(masses, others, band, pnn_rows["trained"].to_numpy(bool), path,
+                 observed=None if observed.isna().all() else observed.to_numpy(np.float64),
+                 unit=unit)
+
+
+def summary_columns(cfg: Config) -> dict[float, dict[str, float]]:
+    """Expected median limits per mass and method for the report, when current limits exist."""
+    if not (limits_dir(cfg.run_dir) / "limits.json").is_file():
+        return {}
+    try:
+        rows = collected(cfg)
+    except PnnError as exc:
+        log.warning("limits are not shown in the summary: %s", exc)
+        return {}
+    out: dict[float, dict[str, float]] = {}
+    for r in rows:
+        out.setdefault(r["mass"], {})[f"limit_{r['method']}"] = r["expected"]
+    return out
