@@ -39,6 +39,11 @@ def _floats(values: np.ndarray) -> list[float]:
 def _modifiers(s: SampleTemplate, nominal: np.ndarray, *, staterror: str | None,
                lumi: float | None, poi: str) -> list[dict[str, Any]]:
     """The HistFactory modifiers of one sample."""
+    both = set(s.factors) & set(s.variations)
+    if lumi is not None:
+        both |= {"lumi"} & (set(s.factors) | set(s.variations))
+    if both:
+        raise PnnError(f"sample '{s.name}': systematic(s) {sorted(both)} given twice; give each name once")
     mods: list[dict[str, Any]] = []
     if s.is_signal:
         mods.append({"name": poi, "type": "normfactor", "data": None})

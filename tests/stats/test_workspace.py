@@ -107,3 +107,9 @@ def test_empty_signal_and_unknown_lumi_sample_are_errors() -> None:
         build_spec(samples, observations=None)
     with pytest.raises(PnnError, match="unknown sample"):
         build_spec(_samples(), observations=None, lumi={"wjets": 0.02})
+
+
+def test_a_systematic_named_twice_on_a_sample_is_an_error() -> None:
+    samples = _samples(variations={"jes": (BKG * 1.1, None)}, factors={"jes": (1.1, 0.9)})
+    with pytest.raises(PnnError, match=r"\['jes'\] given twice"):
+        build_spec(samples, observations=None)
