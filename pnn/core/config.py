@@ -415,6 +415,7 @@ class Limits(_Strict):
     cl: float = Field(0.95, gt=0.5, lt=1, description="confidence level of the upper limits")
     mu_max: float | None = Field(None, gt=0, description="upper bound of mu; default: from the "
                                  "expected +2 sigma edge")
+    jobs: int = Field(2, ge=1, description="processes that fit the statistical models at once")
 
     @model_validator(mode="after")
     def _unique(self) -> Limits:

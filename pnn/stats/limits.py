@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,14 +25,15 @@ from pnn.core.atomic import Staging, read_json, sweep, write_json
 from pnn.core.config import Config, Sample, Systematic
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
+from pnn.core.workers import process_pool
 from pnn.io import ingest, toy
-from pnn.learn.model import FoldModels
 from pnn.learn.preprocess import feature_matrix, mass_mask
-from pnn.learn.train import require_model
 from pnn.show import plots
 from pnn.stats import cls, templates
-from pnn.stats.evaluate import metrics_path, scores_path
 from pnn.stats.workspace import SampleTemplate, build_spec
+
+if TYPE_CHECKING:  # the fit workers import this module: no TensorFlow at import time
+    from pnn.learn.model import FoldModels
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +304,8 @@ def _mu_max(cfg: Config, samples: list[SampleTemplate]) -> float:
 
 def _nominal_scores(cfg: Config, mass: float, model_id: str) -> tuple[pd.DataFrame, str]:
     """The scores of ``pnn evaluate`` at ``mass``, once its metrics are checked current."""
+    from pnn.stats.evaluate import metrics_path, scores_path
+
     mpath = metrics_path(cfg.run_dir, mass)
     fix = f"{cfg.command('evaluate')} --mass {mass:g}"
     meta = read_json(mpath, fix)
@@ -316,80 +320,118 @@ def _nominal_scores(cfg: Config, mass: float, model_id: str) -> tuple[pd.DataFra
         raise PnnError(f"'{spath}' is damaged ({type(exc).__name__}): rerun '{fix}'") from None
 
 
-def limits_mass(cfg: Config, mass: float, models: FoldModels, model_id: str,
-                inputs: dict[str, tuple[pd.DataFrame, str]], toy_samples: bool,
-                methods: list[str]) -> list[LimitRow]:
-    """Templates, workspaces, limits and plots of one mass, published together."""
+@dataclass
+class Prepared:
+    """One mass and method, ready to fit: its templates and workspace spec."""
+
+    mass: float
+    method: str
+    trained: bool
+    edges: np.ndarray
+    samples: list[SampleTemplate]
+    spec: dict
+    observations: np.ndarray | None
+    xsec_fb: float | None
+    seconds: float
+
+
+def prepare_mass(cfg: Config, mass: float, models: FoldModels, model_id: str,
+                 inputs: dict[str, tuple[pd.DataFrame, str]], toy_samples: bool,
+                 methods: list[str]) -> tuple[list[Prepared], dict]:
+    """Templates and workspace specs of every method at ``mass``, and the provenance record
+    its outputs will carry."""
     nominal, scores_id = _nominal_scores(cfg, mass, model_id)
     extra = {name: score_events(cfg, models, table, mass, toy_samples)
              for name, (table, _) in inputs.items()}
     data = extra.pop("data", None)
     trained = bool(mass_mask(np.asarray(models.trained_masses), mass).any())
     unblind = cfg.limits.observed and data is not None
-    lumi_fb = cfg.luminosity
     signal_yield = float(nominal.loc[nominal["label"] == 1, "weight"].sum())
-    xsec = signal_yield / lumi_fb if lumi_fb else None
-    rows = []
-    label = mass_label(mass)
-    folder = limits_dir(cfg.run_dir)
+    xsec = signal_yield / cfg.luminosity if cfg.luminosity else None
+    out = []
+    for method in methods:
+        x = discriminant(nominal, method, mass)
+        if x is None:
+            continue
+        start = time.perf_counter()
+        edges = _edges(cfg, method, x, nominal)
+        samples = sample_templates(cfg, method, mass, nominal, extra, edges)
+        bkg = sum(t.counts for t in samples if not t.is_signal)
+        if not np.any(np.asarray(bkg) > 0):
+            raise PnnError(f"m = {mass:g} GeV: the background template of '{method}' is empty: "
+                           "check the background samples and the selection")
+        obs = None
+        if unblind:
+            dx = discriminant(data, method, mass)  # type: ignore[arg-type]
+            obs = _hist(dx, np.ones(len(dx)), edges)[0] if dx is not None else None
+        spec = build_spec(samples, observations=obs,
+                          lumi=_lumi(cfg, [(t.name, t.is_signal) for t in samples]),
+                          staterror=cfg.limits.staterror, mu_max=_mu_max(cfg, samples))
+        out.append(Prepared(mass, method, trained, edges, samples, spec, obs, xsec,
+                            time.perf_counter() - start))
     record = provenance.record(cfg, "limits", {"model": model_id, "scores": scores_id, **{
         f"inputs:{n}": i for n, (_, i) in inputs.items()}})
-    with task_lock(cfg.run_dir, f"limits-{label}"), Staging(folder, label) as staged:
-        for method in methods:
-            x = discriminant(nominal, method, mass)
-            if x is None:
-                continue
-            start = time.perf_counter()
-            edges = _edges(cfg, method, x, nominal)
-            samples = sample_templates(cfg, method, mass, nominal, extra, edges)
-            bkg = sum(t.counts for t in samples if not t.is_signal)
-            if not np.any(np.asarray(bkg) > 0):
-                raise PnnError(f"m = {mass:g} GeV: the background template of '{method}' is empty: "
-                               "check the background samples and the selection")
-            obs = None
-            if unblind:
-                dx = discriminant(data, method, mass)
-                obs = _hist(dx, np.ones(len(dx)), edges)[0] if dx is not None else None
-            spec = build_spec(samples, observations=obs,
-                              lumi=_lumi(cfg, [(t.name, t.is_signal) for t in samples]),
-                              staterror=cfg.limits.staterror, mu_max=_mu_max(cfg, samples))
-            band = cls.expected_limits(spec, cfg.limits.cl)
-            observed = p0 = z0 = None
-            if obs is not None:
-                observed = cls.observed_limit(spec, obs, cfg.limits.cl)
-                p0, z0 = cls.local_significance(spec, obs)
-            write_json(staged.path(workspace_name(method, mass)), spec)
+    return out, record
+
+
+def fit(spec: dict, observations: np.ndarray | None, cl: float, scan: bool) -> dict[str, Any]:
+    """Every fit of one workspace (run in a worker process): the expected band, the observed
+    limit and local significance when unblinded, and the CLs scan for the plot."""
+    start = time.perf_counter()
+    band = cls.expected_limits(spec, cl)
+    out: dict[str, Any] = {"band": band, "observed": None, "p0": None, "z": None, "scan": None}
+    if observations is not None:
+        out["observed"] = cls.observed_limit(spec, observations, cl)
+        out["p0"], out["z"] = cls.local_significance(spec, observations)
+    if scan:
+        mus = np.linspace(0.0, 1.4 * band.plus2, 13)[1:]
+        out["scan"] = cls.cls_scan(spec, mus, observations)
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def write_mass(cfg: Config, mass: float, prepared: list[Prepared], fits: list[dict],
+               record: dict) -> list[LimitRow]:
+    """Publish one mass together: limits.json, the workspaces and the PNN's plots."""
+    label = mass_label(mass)
+    rows = []
+    with task_lock(cfg.run_dir, f"limits-{label}"), \
+            Staging(limits_dir(cfg.run_dir), label) as staged:
+        for p, f in zip(prepared, fits, strict=True):
+            band = f["band"]
             values = [band.minus2, band.minus1, band.median, band.plus1, band.plus2]
-            fb = [v * xsec if xsec else None for v in values]
+            xsec = p.xsec_fb
             rows.append(LimitRow(
-                mass=mass, method=method, trained=trained, **dict(zip(KEYS, values, strict=True)),
-                observed=observed, xsec_fb=xsec, **{f"{k}_fb": v for k, v in zip(KEYS, fb, strict=True)},
-                observed_fb=observed * xsec if observed is not None and xsec else None,
-                p0=p0, significance=z0, bins=len(edges) - 1, status="ok",
-                seconds=time.perf_counter() - start))
-            if method == "pnn":
-                _plots(staged, samples, edges, band, spec, obs, mass, trained, cfg.limits.cl)
+                mass=mass, method=p.method, trained=p.trained,
+                **dict(zip(KEYS, values, strict=True)), observed=f["observed"], xsec_fb=xsec,
+                **{f"{k}_fb": (v * xsec if xsec else None) for k, v in zip(KEYS, values, strict=True)},
+                observed_fb=f["observed"] * xsec if f["observed"] is not None and xsec else None,
+                p0=f["p0"], significance=f["z"], bins=len(p.edges) - 1, status="ok",
+                seconds=p.seconds + f["seconds"]))
+            write_json(staged.path(workspace_name(p.method, mass)), p.spec)
+            if f["scan"] is not None:
+                _plots(staged, p, f, cfg.limits.cl)
         write_json(staged.path(f"{label}/limits.json"),
                    {"rows": [asdict(r) for r in rows], provenance.KEY: record})
         staged.publish(last=[f"{label}/limits.json"])
+    for r in rows:
+        log.info("m = %g GeV, %s: expected limit on mu %.4g [%.4g, %.4g]", mass, r.method,
+                 r.expected, r.expected_minus1, r.expected_plus1)
     return rows
 
 
-def _plots(staged: Staging, samples: list[SampleTemplate], edges: np.ndarray,
-           band: cls.ExpectedBand, spec: dict, obs: np.ndarray | None, mass: float,
-           trained: bool, cl: float) -> None:
-    label = mass_label(mass)
-    title = f"m = {mass:g} GeV" + ("" if trained else " (not trained on)")
-    signal = next(t for t in samples if t.is_signal)
+def _plots(staged: Staging, p: Prepared, f: dict, cl: float) -> None:
+    label = mass_label(p.mass)
+    title = f"m = {p.mass:g} GeV" + ("" if p.trained else " (not trained on)")
+    signal = next(t for t in p.samples if t.is_signal)
     plots.stacked_templates(
-        edges, {t.name: (t.counts, t.variances) for t in samples if not t.is_signal},
+        p.edges, {t.name: (t.counts, t.variances) for t in p.samples if not t.is_signal},
         (signal.counts, signal.variances), staged.path(f"{label}/templates.png"),
-        signal_label=f"signal, m = {mass:g} GeV (mu = 1)", data=obs, title=title)
-    mus = np.linspace(0.0, 1.5 * band.plus2, 25)[1:]
-    scan = cls.cls_scan(spec, mus, obs)
-    plots.cls_scan(mus, scan["median"], staged.path(f"{label}/cls.png"),
+        signal_label=f"signal, m = {p.mass:g} GeV (mu = 1)", data=p.observations, title=title)
+    scan = f["scan"]
+    plots.cls_scan(scan["mu"], scan["median"], staged.path(f"{label}/cls.png"),
                    bands={k: scan[k] for k in ("minus2", "minus1", "plus1", "plus2")},
-                   cls_observed=scan.get("observed"), cl=cl, limit=band.median, title=title)
+                   cls_observed=scan.get("observed"), cl=cl, limit=f["band"].median, title=title)
 
 
 # --- the stage ----------------------------------------------------------------------------------
@@ -411,26 +453,51 @@ def limit_masses(cfg: Config) -> list[float]:
 
 def run_limits(cfg: Config, masses: list[float] | None = None,
                methods: list[str] | None = None) -> list[LimitRow]:
-    """Limits for every mass (or ``masses``), then the collected table and the Brazil plot."""
+    """Limits for every mass (or ``masses``), then the collected table and the Brazil plot.
+
+    The main process scores and builds templates while ``limits.jobs`` worker processes fit;
+    each mass is published as soon as all its methods are fitted. A mass that fails (an empty
+    background template, say) is reported and the others still finish.
+    """
+    from pnn.learn.model import FoldModels
+    from pnn.learn.train import require_model
+
     model_id = require_model(cfg, check_files=False)
     models = FoldModels.load(cfg.run_dir)
-    meta = read_json(cfg.run_dir / "events.json", cfg.command("ingest")) \
-        if (cfg.run_dir / "events.json").is_file() else {}
+    meta = read_json(cfg.run_dir / "events.json", cfg.command("ingest"))
     toy_samples = bool(meta.get("toy"))
     methods = [m for m in (methods or cfg.limits.methods) if m != "optimal" or toy_samples]
     targets = masses or limit_masses(cfg)
     sweep(limits_dir(cfg.run_dir))
     inputs = read_inputs(cfg)
-    rows, failed = [], []
-    for i, m in enumerate(targets, 1):
-        log.info("limits at %g GeV (%d/%d)", m, i, len(targets))
-        try:
-            rows += limits_mass(cfg, m, models, model_id, inputs, toy_samples, methods)
-        except PnnError as exc:
-            if len(targets) == 1:
-                raise
-            log.error("m = %g GeV: %s", m, exc)
-            failed.append((m, str(exc)))
+    rows: list[LimitRow] = []
+    failed: list[tuple[float, str]] = []
+    pending: dict[float, tuple[list[Prepared], dict, list[Future]]] = {}
+    with process_pool(min(cfg.limits.jobs, len(targets) * len(methods)), blas_threads=1) as pool:
+        for i, m in enumerate(targets, 1):
+            log.info("templates at %g GeV (%d/%d)", m, i, len(targets))
+            try:
+                prepared, record = prepare_mass(cfg, m, models, model_id, inputs, toy_samples,
+                                                methods)
+            except PnnError as exc:
+                if len(targets) == 1:
+                    raise
+                log.error("m = %g GeV: %s", m, exc)
+                failed.append((m, str(exc)))
+                continue
+            futures = [pool.submit(fit, p.spec, p.observations, cfg.limits.cl, p.method == "pnn")
+                       for p in prepared]
+            pending[m] = (prepared, record, futures)
+        for m, (prepared, record, futures) in pending.items():
+            try:
+                fits = [fut.result() for fut in futures]
+            except PnnError as exc:
+                if len(targets) == 1:
+                    raise
+                log.error("m = %g GeV: %s", m, exc)
+                failed.append((m, str(exc)))
+                continue
+            rows += write_mass(cfg, m, prepared, fits, record)
     if masses is None:
         collect(cfg)
     if failed:
@@ -441,6 +508,8 @@ def run_limits(cfg: Config, masses: list[float] | None = None,
 
 def collected(cfg: Config) -> list[dict]:
     """Every per-mass limits.json, each checked to come from the current model and settings."""
+    from pnn.learn.train import require_model
+
     model_id = require_model(cfg, check_files=False)
     rows = []
     for path in sorted(limits_dir(cfg.run_dir).glob("m*/limits.json")):

@@ -22,9 +22,8 @@ import hashlib
 import json
 import logging
 import math
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import pandas as pd
 from pnn.core.atomic import sweep, write_json, write_text
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
+from pnn.core.workers import process_pool
 from pnn.io import toy
 from pnn.learn.preprocess import MassPrior, cut_halves, feature_matrix, folds, mass_mask
 from pnn.learn.train import Variant, split_fold, training_events
@@ -151,43 +151,24 @@ def train_networks(cfg: Config, variants: list[Variant], jobs: int | None = None
     by_name = {v.name: v for v in todo}
     folds_done: dict[str, list[dict]] = {v.name: [] for v in todo}
     names = []
-    from pnn.core.quiet import inherit
-
-    # The initializer runs before a worker unpickles its first task (which imports TensorFlow).
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=inherit)
     try:
-        futures = [pool.submit(_train_fold, cfg, v, f, level) for v, f in units]
-        if meanwhile:
-            meanwhile()
-        for fut in as_completed(futures):
-            name, result = fut.result()
-            folds_done[name].append(result)
-            if len(folds_done[name]) == k:
-                write_json(network_dir(cfg, name) / "done.json", {
-                    "digest": training_digest(cfg), "variant": asdict(by_name[name]),
-                    "folds": sorted(folds_done[name], key=lambda r: r["fold"])})
-                names.append(name)
-                log.info("trained %s (%d/%d)", name, len(names), len(todo))
+        with process_pool(jobs) as pool:
+            futures = [pool.submit(_train_fold, cfg, v, f, level) for v, f in units]
+            if meanwhile:
+                meanwhile()
+            for fut in as_completed(futures):
+                name, result = fut.result()
+                folds_done[name].append(result)
+                if len(folds_done[name]) == k:
+                    write_json(network_dir(cfg, name) / "done.json", {
+                        "digest": training_digest(cfg), "variant": asdict(by_name[name]),
+                        "folds": sorted(folds_done[name], key=lambda r: r["fold"])})
+                    names.append(name)
+                    log.info("trained %s (%d/%d)", name, len(names), len(todo))
     except BaseException:
-        _stop_workers(pool)
         sweep(study_dir(cfg))  # what the stopped workers were staging
         raise
-    pool.shutdown()
     return names
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Stop every worker now (an error, Ctrl-C or SIGTERM): none may outlive the study."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    for proc in procs:
-        proc.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(timeout=5)
 
 
 def select_variants(variants: list[Variant], prefix: str, masses: list[float] | None) -> list[Variant]:

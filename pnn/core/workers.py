@@ -1,0 +1,60 @@
+"""Worker processes for the stages that spread work over cores (study networks, limit fits).
+
+Workers are spawned (no inherited TensorFlow state), start as quiet as the command that
+made them, and are stopped, not awaited, when the stage is interrupted or fails: none may
+outlive the command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+from pnn.core.quiet import inherit
+
+_LIMITS: list[object] = []  # keeps the thread limits of this worker in force
+
+
+def _start_worker(blas_threads: int | None) -> None:
+    inherit()
+    if blas_threads is not None:
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(blas_threads)  # before numpy loads, where it has not yet
+        from threadpoolctl import threadpool_limits
+
+        _LIMITS.append(threadpool_limits(blas_threads))
+
+
+@contextlib.contextmanager
+def process_pool(jobs: int, blas_threads: int | None = None) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``jobs`` spawned workers, stopped at once if the block raises (Ctrl-C,
+    SIGTERM, an error) and shut down cleanly otherwise.
+
+    ``blas_threads`` caps the BLAS/OpenMP threads of each worker: numpy-heavy workers that
+    each spread over every core slow one another down several times over.
+    """
+    # The initializer runs before a worker unpickles its first task (which may import TF).
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(blas_threads,))
+    try:
+        yield pool
+    except BaseException:
+        stop_workers(pool)
+        raise
+    pool.shutdown()
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop every worker of ``pool`` now: terminate, then kill what does not stop."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5)
