@@ -31,6 +31,8 @@ if [ "$verb" = evaluate ] && [ "$1" = --mass ]; then
         exit 2
     fi
     mkdir -p "$run/evaluate/m$2" && echo "{{\\"mass\\": $2}}" > "$run/evaluate/m$2/metrics.json"
+elif [ "$verb" = limits ] && [ "$1" = --mass ]; then
+    mkdir -p "$run/limits/m$2" && echo "{{\"mass\": $2}}" > "$run/limits/m$2/limits.json"
 elif [ "$verb" = report ]; then
     for f in "$run"/evaluate/m*/metrics.json; do
         basename "$(dirname "$f")"
@@ -100,3 +102,15 @@ def test_a_failing_mass_leaves_the_other_masses_untouched(project: dict) -> None
     assert "mass 1250 GeV" in pnn_lines[0]
     assert snapshot(run) == before and leftovers(run) == []
     assert not (run / "evaluate" / "m1250").exists()
+
+
+def test_limits_of_one_mass_keep_their_file(project: dict) -> None:
+    run = project["run"]
+    res = _make(project, "limits-750")
+    assert res.returncode == 0, res.stderr
+    assert (run / "limits" / "m750" / "limits.json").is_file(), res.stdout
+    assert (run / "evaluate" / "m750" / "metrics.json").is_file()
+    assert "rm " not in res.stdout
+    assert "limits --mass 750" in project["calls"].read_text()
+    res = _make(project, "limits-750")  # up to date: nothing runs again
+    assert project["calls"].read_text().count("limits --mass 750") == 1
