@@ -37,6 +37,15 @@ def test_train_one_task_per_fold(small_toy) -> None:
     assert res.exit_code == 2 and "fold 2 does not exist" in res.output
 
 
+def test_limits_one_task_per_mass_with_the_collect_step(small_toy) -> None:
+    c = small_toy.resolve()
+    assert tasks_of(small_toy, "limits") == [f"pnn limits {c} --mass {m}" for m in (500, 750, 1000, 1500)]
+    spec = jobs.JobDir.of(load_config(small_toy), "limits").files(dry_run=True) / "job.json"
+    assert json.loads(spec.read_text())["collect"] == ["limits", str(c), "--collect"]
+    res = CliRunner().invoke(main, ["submit", str(small_toy), "limits", "--scheduler", "local"])
+    assert res.exit_code == 2 and "pnn ingest" in res.output  # refused: nothing to limit yet
+
+
 def test_evaluate_one_task_per_mass_with_report_as_collect(small_toy) -> None:
     c = small_toy.resolve()
     assert tasks_of(small_toy, "evaluate") == [f"pnn evaluate {c} --mass {m}" for m in (500, 750, 1000, 1500)]
