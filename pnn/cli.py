@@ -183,11 +183,9 @@ def do_limits(cfg: Config, masses: tuple[float, ...] = (), methods: tuple[str, .
                 click.echo(f"wrote {limits.limits_dir(cfg.run_dir) / limits.mass_label(m)}")
             return
         table = limits.collect(cfg)
-    shown = table[["mass", "method", *limits.KEYS, "observed"]]
-    wide = shown.pivot(index="mass", columns="method", values="expected").reset_index()
     from pnn.stats.report import markdown
 
-    click.echo(markdown(wide.rename(columns={m: f"expected_{m}" for m in limits.METHODS})))
+    click.echo(markdown(limits.comparison(table)))
     click.echo(f"wrote {limits.limits_dir(cfg.run_dir) / 'limits.json'}")
 
 

@@ -547,6 +547,23 @@ def collect(cfg: Config) -> pd.DataFrame:
     return table
 
 
+def comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per mass: the expected median limit of each method, and the PNN's limit over
+    the window's and the optimum's (below 1: the PNN sets the stronger limit)."""
+    wide = table.pivot(index="mass", columns="method", values="expected")
+    out = pd.DataFrame({"mass": wide.index,
+                        "trained": table[table["method"] == "pnn"].set_index("mass")
+                        .reindex(wide.index)["trained"].astype(bool).to_numpy()})
+    for m in METHODS:
+        if m in wide:
+            out[f"expected_{m}"] = wide[m].to_numpy()
+    if "pnn" in wide:
+        for m in ("window", "optimal"):
+            if m in wide:
+                out[f"pnn/{m}"] = (wide["pnn"] / wide[m]).to_numpy()
+    return out.reset_index(drop=True)
+
+
 def _brazil(table: pd.DataFrame, path: Path, unit: str, suffix: str) -> None:
     pnn_rows = table[table["method"] == "pnn"].sort_values("mass")
     if pnn_rows.empty:
