@@ -189,6 +189,23 @@ def score_events(cfg: Config, models: FoldModels, table: pd.DataFrame, mass: flo
     return out
 
 
+def _reweight(nominal: pd.DataFrame, table: pd.DataFrame, mass: float) -> pd.DataFrame:
+    """A weight variation holds the nominal events with other weights: take their scores
+    from the nominal scores (same sample and event number, unique in ``nominal``) instead of
+    predicting again."""
+    label = table["label"].to_numpy()
+    sel = (label == 0) | ((label == 1) & mass_mask(table["mass"].to_numpy(), mass))
+    part = pd.DataFrame({"sample": table.loc[sel, "sample"].astype(str).to_numpy(),
+                         "event_number": table.loc[sel, "event_number"].to_numpy(),
+                         "weight": table.loc[sel, "weight"].to_numpy(np.float64)})
+    keys = nominal.drop(columns=["weight"]).assign(sample=nominal["sample"].astype(str))
+    out = part.merge(keys, on=["sample", "event_number"], how="inner")
+    if len(out) != len(part):
+        log.warning("m = %g GeV: %d events of a weight variation are not in the nominal scores",
+                    mass, len(part) - len(out))
+    return out
+
+
 def discriminant(scores: pd.DataFrame, method: str, mass: float) -> np.ndarray | None:
     """The values a method's templates bin: the PNN score, the window variable folded around
     the hypothesis (-|x - m|, a folded bump hunt), or the exact log-likelihood ratio."""
@@ -341,7 +358,11 @@ def prepare_mass(cfg: Config, mass: float, models: FoldModels, model_id: str,
     """Templates and workspace specs of every method at ``mass``, and the provenance record
     its outputs will carry."""
     nominal, scores_id = _nominal_scores(cfg, mass, model_id)
-    extra = {name: score_events(cfg, models, table, mass, toy_samples)
+    reweighted = {f"{s.name}__{side}" for s in cfg.limits.systematics if s.type == "weight"
+                  for side in ("up", "down")}
+    unique = not nominal.duplicated(["sample", "event_number"]).any()
+    extra = {name: (_reweight(nominal, table, mass) if name in reweighted and unique
+                    else score_events(cfg, models, table, mass, toy_samples))
              for name, (table, _) in inputs.items()}
     data = extra.pop("data", None)
     trained = bool(mass_mask(np.asarray(models.trained_masses), mass).any())
@@ -384,7 +405,7 @@ def fit(spec: dict, observations: np.ndarray | None, cl: float, scan: bool) -> d
         out["observed"] = cls.observed_limit(spec, observations, cl)
         out["p0"], out["z"] = cls.local_significance(spec, observations)
     if scan:
-        mus = np.linspace(0.0, 1.4 * band.plus2, 13)[1:]
+        mus = np.linspace(0.0, 1.4 * band.plus2, 9)[1:]
         out["scan"] = cls.cls_scan(spec, mus, observations)
     out["seconds"] = time.perf_counter() - start
     return out
