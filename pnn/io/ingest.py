@@ -384,6 +384,16 @@ def ingest(cfg: Config, shard: tuple[int, int] | None = None) -> IngestResult:
     return result
 
 
+def check_samples(cfg: Config, groups: Groups) -> None:
+    """Open and plan other samples (files, trees, branches, expressions) without reading
+    their events, so a bad one fails before anything is written."""
+    pairs = [pair for _, samples in groups for s in samples for pair in s.resolved_files()]
+    files = list(dict.fromkeys(path for path, _ in pairs))
+    _, spectators = _spectators(cfg, files)
+    with ntuple.open_files(files) as handles:
+        plan_samples(cfg, handles, spectators, groups)
+
+
 def read_samples(cfg: Config, groups: Groups, tmp: Path) -> list[SampleSummary]:
     """Read other samples than the training ones (data, systematic variations) into a table
     at ``tmp``, with the same selection, features, spectators and expressions as ingest."""

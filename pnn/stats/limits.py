@@ -139,7 +139,10 @@ def read_inputs(cfg: Config) -> dict[str, tuple[pd.DataFrame, str]]:
     """The extra tables (read now unless a current copy exists), with their identities."""
     out = {}
     folder = _inputs_dir(cfg)
-    for name, groups in input_tables(cfg).items():
+    tables = input_tables(cfg)
+    for groups in tables.values():  # every file, tree and branch first: nothing half-read
+        ingest.check_samples(cfg, groups)
+    for name, groups in tables.items():
         path = folder / f"{name}.parquet"
         meta_path = path.with_suffix(".json")
         rec = None

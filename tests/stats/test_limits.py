@@ -79,7 +79,7 @@ def test_limits_json_has_every_mass_and_method(limited) -> None:
         assert r["expected_fb"] == pytest.approx(r["expected"] * r["xsec_fb"])
         assert 2 <= r["bins"] <= 6 and r["status"] == "ok"
     csv = pd.read_csv(cfg.run_dir / "limits" / "limits.csv")
-    assert len(csv) == len(rows) and list(csv.columns[:8]) == [
+    assert len(csv) == len(rows) and list(csv.columns[:9]) == [
         "mass", "method", "trained", *limits.KEYS, "observed"]
     for name in ("brazil.png", "brazil_fb.png", "m750/templates.png", "m750/cls.png"):
         assert (cfg.run_dir / "limits" / name).stat().st_size > 10_000
@@ -209,7 +209,7 @@ def test_an_injected_signal_is_seen_where_it_was_injected(evaluated, tmp_path) -
     from pnn.io import toy
 
     rows = _observed(evaluated, tmp_path, inject_mass=1000.0,
-                     inject_xsec_fb=6 * toy.signal_xsec_fb(1000.0))
+                     inject_xsec_fb=12 * toy.signal_xsec_fb(1000.0))
     at = {r["mass"]: r for r in rows}
     assert at[1000]["observed"] > at[1000]["expected_plus2"]
     assert max(rows, key=lambda r: r["significance"])["mass"] == 1000
