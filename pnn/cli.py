@@ -37,38 +37,56 @@ def _load(config: str, output_dir: str | None) -> Config:
     return load_config(config, {"output_dir": output_dir})
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM (a scheduler's kill, a timeout) unwinds like Ctrl-C, so every staged output and
-    temporary file is removed on the way out."""
+_SIGNALS: list[int] = []  # signals received by this command, in order
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGINT (Ctrl-C) and SIGTERM (a scheduler's kill, a timeout) unwind as KeyboardInterrupt,
+    so every staged output and temporary file is removed on the way out."""
+    _SIGNALS.append(signum)
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupted(term: bool) -> None:
+    click.echo(f"pnn: {'terminated' if term else 'interrupted'}; no partial output was kept",
+               err=True)
+    sys.exit(143 if term else 130)
 
 
 def _stage(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a PnnError into one line on stderr and exit code 2, Ctrl-C or SIGTERM into one line
     and exit code 130 or 143, and an unwritable or full output folder into one line.
 
-    Outputs are staged under temporary names, so an interrupted stage leaves none behind.
+    Outputs are staged under temporary names, so an interrupted stage leaves none behind. A
+    signal that lands inside a library's C code can surface as another exception there; once
+    a signal was received, any exception ends the command as interrupted.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _terminate)
+            signal.signal(signal.SIGTERM, _interrupt)
+            signal.signal(signal.SIGINT, _interrupt)
         try:
             return func(*args, **kwargs)
         except PnnError as exc:
+            if _SIGNALS:
+                _interrupted(_SIGNALS[0] == signal.SIGTERM)
             click.echo(f"pnn: error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt as exc:
-            term = str(exc) == "SIGTERM"
-            click.echo(f"pnn: {'terminated' if term else 'interrupted'}; no partial output was kept",
-                       err=True)
-            sys.exit(143 if term else 130)
+            _interrupted(str(exc) == "SIGTERM")
         except OSError as exc:
+            if _SIGNALS:
+                _interrupted(_SIGNALS[0] == signal.SIGTERM)
             if exc.errno not in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT):
                 raise
             click.echo(f"pnn: error: {write_error(Path(exc.filename or '.'), exc)}", err=True)
             sys.exit(2)
+        except Exception:
+            if _SIGNALS:
+                _interrupted(_SIGNALS[0] == signal.SIGTERM)
+            raise
 
     return wrapper
 

@@ -225,15 +225,17 @@ def stage_digest(cfg: Config, stage: str) -> str:
 
 
 def check_inputs(cfg: Config, stage: str) -> None:
-    """Refuse to submit a stage whose inputs are stale or missing, before any job is queued."""
-    from pnn.io.ingest import events_identity
+    """Refuse to submit a stage whose inputs exist but are stale or mixed, before any job is
+    queued. Missing inputs pass: jobs queued earlier may still be making them."""
+    from pnn.io.ingest import SHARD_DIR, events_identity, events_path
     from pnn.learn.train import require_model
 
-    if stage == "train":
+    has_model = (cfg.run_dir / "model" / "metadata.json").is_file()
+    if stage == "train" and (events_path(cfg).is_file() or (cfg.run_dir / SHARD_DIR).is_dir()):
         events_identity(cfg)
-    elif stage in ("evaluate", "interpolation", "dedicated", "limits"):
+    elif stage in ("evaluate", "interpolation", "dedicated", "limits") and has_model:
         require_model(cfg)
-    elif stage == "apply":
+    elif stage == "apply" and has_model:
         require_model(cfg, check_events=False)
 
 

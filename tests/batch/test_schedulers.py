@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pnn.batch.jobs import JobDir, Selection, prepare
+from pnn.batch.jobs import JobDir, Selection, prepare, stage_digest
 from pnn.batch.schedulers import index_ranges
 from pnn.cli import main
 from pnn.core.config import load_config
@@ -63,7 +63,7 @@ def test_slurm_resubmission_arrays_only_pending_tasks(with_cluster) -> None:
         task = spec["tasks"][i]
         Path(task["outputs"][0]).parent.mkdir(parents=True, exist_ok=True)
         Path(task["outputs"][0]).write_text("{}")
-        jd.marker(task["label"]).write_text(f'{{"config_digest": "{cfg.digest()}"}}')
+        jd.marker(task["label"]).write_text(f'{{"config_digest": "{stage_digest(cfg, "evaluate")}"}}')
     submit(with_cluster, "evaluate", "--scheduler", "slurm", "--max-concurrent", "1")
     assert "#SBATCH --array=1,3%1" in (jd.files(dry_run=True) / "tasks.sbatch").read_text()
     out = submit(with_cluster, "evaluate", "--scheduler", "slurm", "--force")

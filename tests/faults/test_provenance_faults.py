@@ -160,3 +160,12 @@ def test_a_damaged_events_table_gives_one_line(finished) -> None:
     (cfg.run_dir / "events.parquet").write_bytes(b"PAR1 this is not parquet")
     msg = one_line_error(run("train", str(finished)))
     assert "events.parquet" in msg and "damaged" in msg and "pnn ingest" in msg
+
+
+def test_submit_refuses_a_stage_whose_inputs_are_stale(finished) -> None:
+    cfg = load_config(finished)
+    edit(finished, "training", learning_rate=0.05)
+    kept = snapshot(cfg.run_dir)
+    msg = one_line_error(run("submit", str(finished), "evaluate", "--scheduler", "local"))
+    assert "'training' changed" in msg and "pnn train" in msg
+    assert snapshot(cfg.run_dir) == kept and not (cfg.run_dir / "jobs").exists()
