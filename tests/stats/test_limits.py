@@ -199,7 +199,8 @@ def _observed(evaluated: Path, tmp_path: Path, **inject) -> list[dict]:
     shutil.copytree(run, tmp_path / "runs" / raw["name"], ignore=shutil.ignore_patterns("limits"))
     raw["samples"]["data"] = [{"name": "data", "files": str(tmp_path / "data" / "data.root"),
                                "tree": "data"}]
-    raw["limits"] = {**raw["limits"], "methods": ["pnn"], "observed": True}
+    raw["limits"] = {**raw["limits"], "methods": ["pnn"], "observed": True,
+                     "masses": [500.0, 1000.0, 1500.0], "systematics": SYSTEMATICS[:2]}
     path = write_config(tmp_path / "c.yaml", raw)
     _run(path, "limits")
     return json.loads((tmp_path / "runs" / raw["name"] / "limits" / "limits.json").read_text())
@@ -219,4 +220,4 @@ def test_an_injected_signal_is_seen_where_it_was_injected(evaluated, tmp_path) -
 def test_background_only_data_fall_inside_the_band(evaluated, tmp_path) -> None:
     rows = _observed(evaluated, tmp_path)
     inside = [r["expected_minus2"] <= r["observed"] <= r["expected_plus2"] for r in rows]
-    assert sum(inside) >= 3 and all(r["p0"] is not None for r in rows)
+    assert sum(inside) >= 2 and all(r["p0"] is not None for r in rows)
