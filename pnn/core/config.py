@@ -167,8 +167,9 @@ class Sample(_Strict):
         """The sample name of one tree of one file ('{tree}' and '{file}' filled in)."""
         return self.name.replace("{tree}", tree).replace("{file}", Path(file).stem)
 
-    def owns(self, name: str) -> bool:
-        """Whether ``name`` in the events table came from this sample."""
+    def name_parts(self, name: str) -> dict[str, str] | None:
+        """The '{tree}' and '{file}' values that make ``name`` from this sample's name
+        template, or None when ``name`` is not one of its names."""
         pattern, seen = "", set()
         for part in re.split(r"(\{tree\}|\{file\})", self.name):
             if part in ("{tree}", "{file}"):
@@ -179,8 +180,15 @@ class Sample(_Strict):
                 pattern += re.escape(part)
         found = re.fullmatch(pattern, name)
         if found is None:
+            return None
+        return {k: v for k, v in found.groupdict().items() if v is not None}
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` in the events table came from this sample."""
+        parts = self.name_parts(name)
+        if parts is None:
             return False
-        tree = found.groupdict().get("tree")
+        tree = parts.get("tree")
         if tree is not None and self.tree_regex is not None:
             return re.fullmatch(self.tree_regex, tree) is not None
         if tree is not None and self.tree is not None:

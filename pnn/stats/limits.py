@@ -504,10 +504,7 @@ def run_limits(cfg: Config, masses: list[float] | None = None,
                 prepared, record = prepare_mass(cfg, m, models, model_id, inputs, toy_samples,
                                                 methods)
             except PnnError as exc:
-                if len(targets) == 1:
-                    raise
-                log.error("m = %g GeV: %s", m, exc)
-                failed.append((m, str(exc)))
+                _failed(m, exc, failed, alone=len(targets) == 1)
                 continue
             futures = [pool.submit(fit, p.spec, p.observations, cfg.limits.cl, p.method == "pnn")
                        for p in prepared]
@@ -516,10 +513,7 @@ def run_limits(cfg: Config, masses: list[float] | None = None,
             try:
                 fits = [fut.result() for fut in futures]
             except PnnError as exc:
-                if len(targets) == 1:
-                    raise
-                log.error("m = %g GeV: %s", m, exc)
-                failed.append((m, str(exc)))
+                _failed(m, exc, failed, alone=len(targets) == 1)
                 continue
             rows += write_mass(cfg, m, prepared, fits, record)
     if masses is None:
@@ -528,6 +522,15 @@ def run_limits(cfg: Config, masses: list[float] | None = None,
         raise PnnError(f"limits failed at {len(failed)} mass(es), first {failed[0][0]:g} GeV: "
                        f"{failed[0][1]}")
     return rows
+
+
+def _failed(mass: float, exc: PnnError, failed: list[tuple[float, str]], *, alone: bool) -> None:
+    """A mass that fails stops the command when it is the only one; otherwise it is logged
+    and the other masses go on (the command still ends with an error naming it)."""
+    if alone:
+        raise exc
+    log.error("m = %g GeV: %s", mass, exc)
+    failed.append((mass, str(exc)))
 
 
 def collected(cfg: Config) -> list[dict]:

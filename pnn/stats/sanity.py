@@ -207,16 +207,7 @@ def statistics(label: np.ndarray, weight: np.ndarray, n_bkg_passing: int, *,
 
 def _name_parts(sample: Sample, name: str) -> dict[str, str]:
     """The '{tree}' and '{file}' values that made the events-table name ``name`` of ``sample``."""
-    pattern, seen = "", set()
-    for part in re.split(r"(\{tree\}|\{file\})", sample.name):
-        if part in ("{tree}", "{file}"):
-            key = part[1:-1]
-            pattern += f"(?P={key})" if key in seen else f"(?P<{key}>.+)"
-            seen.add(key)
-        else:
-            pattern += re.escape(part)
-    found = re.fullmatch(pattern, name)
-    return {k: v for k, v in found.groupdict().items() if v is not None} if found else {}
+    return sample.name_parts(name) or {}
 
 
 def _sources(sample: Sample, name: str) -> set[tuple[str, str, str]]:
