@@ -204,11 +204,17 @@ def split_normsys_histosys(
 
 def clamp(counts: np.ndarray, *, sample: str, systematic: str, floor: float = 1e-6) -> np.ndarray:
     """A copy of ``counts`` with negative or zero bins set to ``floor`` (Poisson means must be
-    positive), with one warning naming the sample, the systematic and the bins."""
+    positive). Negative bins (from negative weights) get one warning naming the sample, the
+    systematic and the bins; empty bins, common at the far end of a signal template, are
+    only logged at debug level."""
     out = np.array(counts, dtype=float)
-    bad = np.flatnonzero(~(out > 0))
-    if bad.size:
-        log.warning("sample '%s', %s: bin(s) %s are negative or zero, set to %g",
-                    sample, systematic, bad.tolist(), floor)
-        out[bad] = floor
+    negative = np.flatnonzero(out < 0)
+    if negative.size:
+        log.warning("sample '%s', %s: bin(s) %s are negative, set to %g",
+                    sample, systematic, negative.tolist(), floor)
+    empty = np.flatnonzero(~(out > 0))
+    if empty.size > negative.size:
+        log.debug("sample '%s', %s: empty bin(s) %s set to %g", sample, systematic,
+                  sorted(set(empty.tolist()) - set(negative.tolist())), floor)
+    out[empty] = floor
     return out
