@@ -130,7 +130,8 @@ def test_slurm_arrays_match_local_run_and_resubmit_only_the_failed_task(slurm, t
     assert got == {"m500": "done", "m1500": "failed", "collect": "pending"}, res.stdout
     log_path = run / "jobs" / "evaluate" / "logs" / "m1500.log"
     assert f"log {log_path}" in res.stdout
-    assert "Error" in res.stdout.split(f"log {log_path}")[1].splitlines()[1]
+    error = res.stdout.split(f"log {log_path}")[1].splitlines()[1]
+    assert "pnn: error: cannot write" in error and "evaluate/m1500" in error  # one line, the fix
     assert not (run / "summary.json").exists()  # the collect job never ran
 
     done_before = {m: (run / "evaluate" / m / "metrics.json").stat().st_mtime for m in ("m500",)}
