@@ -22,7 +22,8 @@ KEYS = {"mass", "trained", "auc", "auc_optimal", "auc_window", "z", "z_optimal",
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    path = write_config(tmp / "config.yaml", toy_config(tmp, epochs=10))
+    # pnn run ends with the limits; one method keeps the fixture quick
+    path = write_config(tmp / "config.yaml", toy_config(tmp, epochs=10, limits={"methods": ["pnn"]}))
     result = CliRunner().invoke(main, ["run", str(path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return path, result.output
@@ -40,6 +41,7 @@ def test_run_writes_summary_with_every_mass(finished_run) -> None:
         assert r["auc"] <= r["auc_optimal"] + 0.01  # nothing beats the likelihood ratio
         assert r["auc"] > r["auc_window"]
         assert 0 < r["bkg_eff_sig80"] < r["bkg_eff_sig95"] < 1
+        assert r["limit_pnn"] > 0  # pnn run includes the limits, and the summary shows them
     assert "| mass | trained | auc |" in output
     csv = (cfg.run_dir / "summary.csv").read_text().splitlines()
     assert csv[0].startswith("mass,trained,auc,auc_optimal") and len(csv) == 5

@@ -405,7 +405,7 @@ def fit(spec: dict, observations: np.ndarray | None, cl: float, scan: bool) -> d
     band = cls.expected_limits(spec, cl)
     out: dict[str, Any] = {"band": band, "observed": None, "p0": None, "z": None, "scan": None}
     if observations is not None:
-        out["observed"] = cls.observed_limit(spec, observations, cl)
+        out["observed"] = cls.observed_limit(spec, observations, cl, guess=band.median)
         out["p0"], out["z"] = cls.local_significance(spec, observations)
     if scan:
         mus = np.linspace(0.0, 1.4 * band.plus2, 9)[1:]
