@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,20 +78,26 @@ class LimitRow:
     bins: int
     status: str
     seconds: float
-    warnings: list[str] = field(default_factory=list)
 
 
 # --- inputs: data and systematic variations ---------------------------------------------------
 
-def _affected(cfg: Config, syst: Systematic) -> list[tuple[int, Sample]]:
-    """(label, sample) pairs a systematic acts on: its ``samples``, or every simulated one."""
-    pairs = [(1, s) for s in cfg.samples.signal] + [(0, s) for s in cfg.samples.background]
+def _applies(cfg: Config, syst: Systematic, is_signal: bool, names: set[str]) -> bool:
+    """Whether a systematic acts on the signal or a background made of the samples ``names``
+    (config names or the events-table names they expand to); default: every simulated one."""
     if not syst.samples:
-        return pairs
+        return True
     wanted = set(syst.samples)
-    return [(label, s) for label, s in pairs
-            if s.name in wanted or ("signal" in wanted and label == 1)
-            or ("background" in wanted and label == 0)]
+    if ("signal" in wanted and is_signal) or ("background" in wanted and not is_signal):
+        return True
+    owners = [s for s in cfg.samples.signal + cfg.samples.background if s.name in wanted]
+    return any(n in wanted or any(s.owns(n) for s in owners) for n in names)
+
+
+def _affected(cfg: Config, syst: Systematic) -> list[tuple[int, Sample]]:
+    """(label, sample) pairs of the config a systematic acts on."""
+    pairs = [(1, s) for s in cfg.samples.signal] + [(0, s) for s in cfg.samples.background]
+    return [(label, s) for label, s in pairs if _applies(cfg, syst, label == 1, {s.name})]
 
 
 def _varied(sample: Sample, syst: Systematic, side: str) -> Sample:
@@ -251,10 +257,13 @@ def sample_templates(cfg: Config, method: str, mass: float, nominal: pd.DataFram
     for name, (is_signal, sel) in groups.items():
         counts, variances = _hist(x[sel], w[sel], edges)
         tpl = SampleTemplate(name, counts, variances, is_signal=is_signal)
+        names = set(nominal.loc[sel, "sample"].astype(str))
         for syst in cfg.limits.systematics:
-            if not _acts_on(cfg, syst, name, is_signal, nominal, sel):
+            if not _applies(cfg, syst, is_signal, names):
                 continue
-            if syst.type == "normsys":
+            if syst.type == "lumi":  # a normalisation shared by every sample it acts on
+                tpl.factors[syst.name] = (1.0 + float(syst.value), 1.0 - float(syst.value))  # type: ignore[arg-type]
+            elif syst.type == "normsys":
                 up = float(syst.up)  # type: ignore[arg-type]
                 down = float(syst.down) if syst.down is not None else 2.0 - up
                 tpl.factors[syst.name] = (up, down)
@@ -268,22 +277,6 @@ def sample_templates(cfg: Config, method: str, mass: float, nominal: pd.DataFram
     return out
 
 
-def _acts_on(cfg: Config, syst: Systematic, name: str, is_signal: bool, nominal: pd.DataFrame,
-             sel: np.ndarray) -> bool:
-    if not syst.samples:
-        return True
-    wanted = set(syst.samples)
-    if ("signal" in wanted and is_signal) or ("background" in wanted and not is_signal):
-        return True
-    names = set(nominal.loc[sel, "sample"].astype(str))
-    return bool(names & wanted) or any(s.owns(n) for s in _config_samples(cfg, wanted)
-                                       for n in names)
-
-
-def _config_samples(cfg: Config, names: set[str]) -> list[Sample]:
-    return [s for s in cfg.samples.signal + cfg.samples.background if s.name in names]
-
-
 def _side_counts(table: pd.DataFrame | None, method: str, mass: float, name: str,
                  is_signal: bool, edges: np.ndarray) -> np.ndarray | None:
     if table is None:
@@ -294,16 +287,6 @@ def _side_counts(table: pd.DataFrame | None, method: str, mass: float, name: str
     if x is None:
         return None
     return _hist(x, part["weight"].to_numpy(np.float64), edges)[0]
-
-
-def _lumi(cfg: Config, names: list[tuple[str, bool]]) -> dict[str, float] | None:
-    lumi = [s for s in cfg.limits.systematics if s.type == "lumi"]
-    if not lumi:
-        return None
-    syst = lumi[0]
-    return {n: float(syst.value) for n, is_signal in names  # type: ignore[arg-type]
-            if not syst.samples or n in syst.samples or ("signal" in syst.samples and is_signal)
-            or ("background" in syst.samples and not is_signal)}
 
 
 def _mu_max(cfg: Config, samples: list[SampleTemplate]) -> float:
@@ -388,9 +371,8 @@ def prepare_mass(cfg: Config, mass: float, models: FoldModels, model_id: str,
         if unblind:
             dx = discriminant(data, method, mass)  # type: ignore[arg-type]
             obs = _hist(dx, np.ones(len(dx)), edges)[0] if dx is not None else None
-        spec = build_spec(samples, observations=obs,
-                          lumi=_lumi(cfg, [(t.name, t.is_signal) for t in samples]),
-                          staterror=cfg.limits.staterror, mu_max=_mu_max(cfg, samples))
+        spec = build_spec(samples, observations=obs, staterror=cfg.limits.staterror,
+                          mu_max=_mu_max(cfg, samples))
         out.append(Prepared(mass, method, trained, edges, samples, spec, obs, xsec,
                             time.perf_counter() - start))
     record = provenance.record(cfg, "limits", {"model": model_id, "scores": scores_id, **{

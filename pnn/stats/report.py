@@ -16,7 +16,6 @@ from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
 from pnn.show import plots
 from pnn.stats import evaluate, sanity
-from pnn.stats.limits import summary_columns
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,9 @@ def collect(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     warnings = [c["warning"] for c in checks if c["warning"]]
     warnings += [f"m = {m['mass']:g} GeV: {w}" for m in found for w in m.get("warnings", [])]
     table = pd.DataFrame([_row(m) for m in found], columns=COLUMNS)
-    limit_cols = summary_columns(cfg)
+    from pnn.stats.limits import summary_columns  # pyhf and hist only when limits are read
+
+    limit_cols = summary_columns(cfg) if (cfg.run_dir / "limits" / "limits.json").is_file() else {}
     if limit_cols:
         for name in ("limit_pnn", "limit_window", "limit_optimal"):
             values = [limit_cols.get(m, {}).get(name, float("nan")) for m in table["mass"]]

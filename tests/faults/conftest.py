@@ -29,6 +29,19 @@ def finished_template(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory) -> tuple[dict, Path]:
+    """A small toy ingested once: ``(its config dict, the folder holding ntuples and runs)``."""
+    tmp = tmp_path_factory.mktemp("good")
+    cfg = toy_config(tmp, signal_events=300, background_events=3000)
+    g = cfg["generate"]
+    toy.write(g["output"], g["masses"] + g["offgrid_masses"], g["signal_events"],
+              g["background_events"], 140.0, cfg["seed"])
+    res = CliRunner().invoke(main, ["ingest", str(write_config(tmp / "good.yaml", cfg))])
+    assert res.exit_code == 0, res.output
+    return cfg, tmp
+
+
 @pytest.fixture
 def finished(finished_template, tmp_path) -> Path:
     """A private copy of the finished run: returns its config path (output under tmp_path)."""

@@ -12,8 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from pnn.cli import main
-from pnn.io import toy
-from tests.conftest import toy_config, write_config
+from tests.conftest import write_config
 from tests.faults.util import leftovers, one_line_error, snapshot
 
 
@@ -31,19 +30,6 @@ def deadline(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-
-
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory) -> tuple[dict, Path]:
-    """A small toy ingested once: ``(its config dict, the folder holding ntuples and runs)``."""
-    tmp = tmp_path_factory.mktemp("good")
-    cfg = toy_config(tmp, signal_events=300, background_events=3000)
-    g = cfg["generate"]
-    toy.write(g["output"], g["masses"] + g["offgrid_masses"], g["signal_events"],
-              g["background_events"], 140.0, cfg["seed"])
-    res = CliRunner().invoke(main, ["ingest", str(write_config(tmp / "good.yaml", cfg))])
-    assert res.exit_code == 0, res.output
-    return cfg, tmp
 
 
 def _ingest_bad(good_run, tmp_path: Path, **changes) -> str:

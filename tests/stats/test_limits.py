@@ -221,3 +221,30 @@ def test_background_only_data_fall_inside_the_band(evaluated, tmp_path) -> None:
     rows = _observed(evaluated, tmp_path)
     inside = [r["expected_minus2"] <= r["observed"] <= r["expected_plus2"] for r in rows]
     assert sum(inside) >= 2 and all(r["p0"] is not None for r in rows)
+
+
+def test_limits_interrupted_midway_keep_every_other_mass(limited, tmp_path, monkeypatch) -> None:
+    raw = yaml.safe_load(limited.read_text())
+    shutil.copytree(Path(raw["output_dir"]) / raw["name"], tmp_path / "runs" / raw["name"])
+    raw["output_dir"] = str(tmp_path / "runs")
+    raw["limits"] = {**raw["limits"], "methods": ["pnn"]}
+    path = write_config(tmp_path / "c.yaml", raw)
+    before = snapshot(tmp_path / "runs")
+    real, calls = limits.write_mass, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(limits, "write_mass", interrupted)
+    res = CliRunner().invoke(main, ["limits", str(path)])
+    assert one_line_error(res, code=130).startswith("pnn: interrupted")
+    after = snapshot(tmp_path / "runs")
+    changed = {k for k in before if before[k] != after.get(k)}
+    # only the first mass was published again; every other output is as it was
+    assert "small/limits/m500/limits.json" in changed
+    assert changed <= {"small/limits/m500/limits.json", "small/limits/m500/templates.png",
+                       "small/limits/m500/cls.png", "small/limits/workspaces/pnn_m500.json"}
+    assert set(after) == set(before) and leftovers(tmp_path / "runs") == []
