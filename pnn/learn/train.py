@@ -146,6 +146,25 @@ def run_epoch(net: pnn_model.keras.Model, x: np.ndarray, y: np.ndarray, w: np.nd
     return float(h.history["loss"][-1])
 
 
+class EarlyStop:
+    """The best validation loss so far; a new one counts only if it falls by ``min_delta``
+    (relative), so that noise at the floor does not keep training going for ever."""
+
+    def __init__(self, min_delta: float) -> None:
+        self.min_delta = min_delta
+        self.best_loss = np.inf
+        self.best_epoch = 0
+        self.floor = np.inf  # the loss a new best must beat
+
+    def update(self, epoch: int, loss: float) -> bool:
+        """Record ``loss`` of ``epoch``; True when it is the new best."""
+        if not loss < self.floor:
+            return False
+        self.best_loss, self.best_epoch = loss, epoch
+        self.floor = loss - self.min_delta * abs(loss)
+        return True
+
+
 def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
                parametric: bool = True) -> FoldResult:
     """Train, early-stop and save the model of ``fold`` with its scaler and history."""
@@ -167,22 +186,34 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
     net = pnn_model.build_model(scaler.n_inputs, t.layers, t.activation, cfg.seed + 1000 * fold)
     pnn_model.compile_model(net, t)
     history: list[dict] = []
-    best = (np.inf, 0, net.get_weights())
+    stop = EarlyStop(t.min_delta)
+    best_weights = net.get_weights()
+    stalled = 0  # epochs since the learning rate last dropped or the loss improved (plateau)
     for epoch in range(t.epochs):
+        lr = pnn_model.learning_rate(net)
         loss = run_epoch(net, x_train, train.y, train.w, bkg, prior, scaler, rng,
                          t.batch_size, epoch)
         val_loss = float(net.evaluate(x_val, val.y, sample_weight=val.w,
                                       batch_size=pnn_model.PREDICT_BATCH, verbose=0))
-        lr = float(np.asarray(net.optimizer.learning_rate))
         history.append({"epoch": epoch + 1, "loss": loss, "val_loss": val_loss,
                         "learning_rate": lr})
-        log.info("fold %d epoch %d/%d: loss %.5f val_loss %.5f", fold, epoch + 1, t.epochs,
-                 loss, val_loss)
-        if val_loss < best[0]:
-            best = (val_loss, epoch + 1, net.get_weights())
-        elif epoch + 1 - best[1] >= t.patience:
-            log.info("fold %d: early stop, best epoch %d", fold, best[1])
+        log.info("fold %d epoch %d/%d: loss %.5f val_loss %.5f lr %.3g", fold, epoch + 1,
+                 t.epochs, loss, val_loss, lr)
+        if stop.update(epoch + 1, val_loss):
+            best_weights = net.get_weights()
+            stalled = 0
+        else:
+            stalled += 1
+        if epoch + 1 - stop.best_epoch >= t.patience:
+            log.info("fold %d: early stop, best epoch %d", fold, stop.best_epoch)
             break
+        if t.schedule == "plateau" and stalled >= t.plateau_patience:
+            pnn_model.set_learning_rate(net, lr * t.plateau_factor)
+            stalled = 0
+    else:
+        log.warning("fold %d ran all %d epochs (best epoch %d): training has not converged; "
+                    "raise training.epochs or the learning rate", fold, t.epochs, stop.best_epoch)
+    best = (stop.best_loss, stop.best_epoch, best_weights)
     net.set_weights(best[2])
 
     with atomic_path(out_dir / f"fold{fold}.keras") as tmp:

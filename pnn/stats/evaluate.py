@@ -232,6 +232,9 @@ def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sa
     checks.append(sanity.mass_sensitivity(
         {m: models.score(X, m, evno)[0] for m in models.trained_masses}))
     checks.append(sanity.shared_events(cfg, events))
+    checks.append(sanity.convergence(models.metadata.get("fold_results", []),
+                                     int(models.metadata.get("training", {}).get("epochs", 0)),
+                                     models.histories()))
     for c in checks:
         if c.warning:
             log.warning("%s", c.warning)

@@ -10,6 +10,8 @@ Each guards against a fault that leaves a PNN looking fine while being wrong:
 * single mass: a PNN trained on one mass point cannot learn what the mass input means;
 * shared events: signal and background samples that read the same file and tree and keep
   the same event numbers, so the same events are labelled both ways;
+* convergence: a fold whose best epoch is its last, or whose validation loss was still
+  falling when it ran out of epochs, is not the network the settings could give;
 * statistics: too few signal or background MC events, raw or effective, to quote a number.
 
 A check whose value could not be computed (NaN) never counts as passed.
@@ -38,6 +40,7 @@ SCORE_SPREAD_MIN = 1e-6  # smallest change of any score over the mass range that
 SENSITIVITY_EVENTS = 5000
 
 
+CONVERGENCE_WINDOW = 10  # epochs through which the convergence check fits a line
 LEAK_SIGMAS = 3.0  # the mass-leak tolerance is at least this many null standard errors
 
 
@@ -174,6 +177,34 @@ def identical_auc(aucs: dict[float, float]) -> Check:
         f"ignored mass: the AUC is {values[0]:.6f} at every one of the {len(values)} masses"
     )
     return Check("identical_auc", spread, ok, warning)
+
+
+def convergence(fold_results: list[dict], max_epochs: int,
+                histories: dict[int, pd.DataFrame] | None = None) -> Check:
+    """Warns for each fold whose training did not converge: its best epoch is its last, or it
+    ran every epoch while its validation loss was still falling (a straight line through the
+    last ``CONVERGENCE_WINDOW`` epochs slopes down by more than that line's scatter). The value
+    is the number of such folds."""
+    histories = histories or {}
+    bad = []
+    for r in fold_results:
+        fold, run, best = int(r["fold"]), int(r["epochs_run"]), int(r["best_epoch"])
+        if run > 1 and best == run:
+            bad.append(f"fold {fold}: best epoch {best} is the last one")
+            continue
+        hist = histories.get(fold)
+        if run < max_epochs or hist is None or len(hist) < CONVERGENCE_WINDOW:
+            continue
+        tail = hist["val_loss"].to_numpy(np.float64)[-CONVERGENCE_WINDOW:]
+        x = np.arange(len(tail), dtype=np.float64)
+        slope, intercept = np.polyfit(x, tail, 1)
+        scatter = float(np.std(tail - (slope * x + intercept)))
+        if slope * (len(tail) - 1) < -max(scatter, 1e-12):
+            bad.append(f"fold {fold}: ran all {run} epochs with the validation loss still falling")
+    warning = "" if not bad else (
+        "training has not converged (" + "; ".join(bad) + "): raise training.epochs or the "
+        "learning rate, or use training.schedule: plateau")
+    return Check("convergence", float(len(bad)), not bad, warning, tolerance=0.0)
 
 
 def overtraining(ks: dict[str, float], threshold: float) -> list[str]:

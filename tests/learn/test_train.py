@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from pnn.learn import train as pnn_train
@@ -57,3 +58,41 @@ def test_repeated_event_numbers_within_a_sample_are_reported(toy_events, caplog)
     with caplog.at_level("WARNING"):
         assert pnn_train.warn_repeated_event_numbers(doubled, "EventNumber") == 5
     assert "repeat an event number" in caplog.text
+
+
+def test_early_stop_counts_only_falls_larger_than_min_delta() -> None:
+    stop = pnn_train.EarlyStop(min_delta=0.01)
+    assert stop.update(1, 1.0)
+    assert not stop.update(2, 0.995)  # 0.5 % lower: noise at the floor, not an improvement
+    assert stop.best_epoch == 1 and stop.best_loss == 1.0
+    assert stop.update(3, 0.98)
+    assert not stop.update(4, float("nan"))
+    assert (stop.best_epoch, stop.best_loss) == (3, 0.98)
+
+
+def test_plateau_schedule_lowers_the_rate_and_stops_early(toy_events, tmp_path) -> None:
+    cfg, events = toy_events
+    training = cfg.training.model_copy(update={
+        "schedule": "plateau", "learning_rate": 0.05, "plateau_patience": 1, "plateau_factor": 0.5,
+        "patience": 3, "epochs": 60, "min_delta": 0.01, "layers": [8], "batch_size": 512})
+    cfg = cfg.model_copy(update={"training": training})
+    res = pnn_train.train_fold(cfg, pnn_train.training_events(cfg, events), 0, tmp_path)
+    hist = pd.read_csv(tmp_path / "fold0.history.csv")
+    assert res.epochs_run < 60  # a 1 % improvement cannot go on for 60 epochs
+    assert res.epochs_run - res.best_epoch == 3
+    rates = hist["learning_rate"].to_numpy()
+    assert rates[0] == pytest.approx(0.05)
+    assert np.all(np.diff(rates) <= 0) and rates[-1] < rates[0]
+    assert set(np.round(rates / 0.05, 6)) <= {0.5 ** i for i in range(20)}  # halvings only
+
+
+def test_inverse_time_schedule_records_the_decaying_rate(toy_events, tmp_path) -> None:
+    cfg, events = toy_events
+    training = cfg.training.model_copy(update={"epochs": 2, "layers": [8], "decay": 0.01})
+    cfg = cfg.model_copy(update={"training": training})
+    pnn_train.train_fold(cfg, pnn_train.training_events(cfg, events), 0, tmp_path)
+    rates = pd.read_csv(tmp_path / "fold0.history.csv")["learning_rate"].to_numpy()
+    steps = np.ceil(len(pnn_train.split_fold(cfg, pnn_train.training_events(cfg, events), 0)[0])
+                    / training.batch_size)
+    assert rates[0] == pytest.approx(training.learning_rate)
+    assert rates[1] == pytest.approx(training.learning_rate / (1 + 0.01 * steps), rel=1e-5)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pnn.core.config import load_config
@@ -39,7 +40,7 @@ def test_mass_leak_fires_for_continuous_background_masses(toy_events, monkeypatc
 def test_ignored_mass_fires_for_a_network_blind_to_the_mass(toy_events) -> None:
     cfg, events = toy_events
     blind = evaluate.run_checks(cfg, events, echo_models(cfg.features, 0))
-    assert [c.name for c in blind] == ["mass_leak", "mass_sensitivity", "shared_events"]
+    assert [c.name for c in blind] == ["mass_leak", "mass_sensitivity", "shared_events", "convergence"]
     assert not blind[1].passed and "ignored mass" in blind[1].warning
     saved = json.loads(evaluate.sanity_path(cfg.run_dir).read_text())
     assert saved[1]["warning"] == blind[1].warning
@@ -131,3 +132,31 @@ def test_shared_events_pass_for_separate_samples(toy_events) -> None:
     cfg, events = toy_events
     check = sanity.shared_events(cfg, events)
     assert check.passed and check.value == 0
+
+
+def _history(val_loss) -> pd.DataFrame:
+    return pd.DataFrame({"epoch": np.arange(1, len(val_loss) + 1), "val_loss": val_loss})
+
+
+def test_convergence_warns_for_a_fold_whose_best_epoch_is_its_last() -> None:
+    folds = [{"fold": 0, "epochs_run": 40, "best_epoch": 28},
+             {"fold": 1, "epochs_run": 100, "best_epoch": 100}]
+    check = sanity.convergence(folds, 100)
+    assert not check.passed and check.value == 1
+    assert "fold 1: best epoch 100 is the last one" in check.warning
+    assert "fold 0" not in check.warning
+
+
+def test_convergence_warns_when_the_loss_still_falls_at_the_last_epoch() -> None:
+    rng = np.random.default_rng(1)
+    falling = 0.2 * np.exp(-np.arange(100) / 60) + rng.normal(0, 1e-5, 100)
+    flat = 0.1 + rng.normal(0, 1e-4, 100)
+    falling[-1] = falling[-2] + 1e-6  # the best is not the last epoch, but the trend is down
+    folds = [{"fold": 0, "epochs_run": 100, "best_epoch": 99},
+             {"fold": 1, "epochs_run": 100, "best_epoch": 90}]
+    check = sanity.convergence(folds, 100, {0: _history(falling), 1: _history(flat)})
+    assert check.value == 1 and "fold 0: ran all 100 epochs with the validation loss still falling" \
+        in check.warning
+    stopped = sanity.convergence([{"fold": 0, "epochs_run": 60, "best_epoch": 40}], 100,
+                                 {0: _history(falling[:60])})
+    assert stopped.passed and stopped.warning == ""
