@@ -4,6 +4,8 @@ walks the server's listing (here a planted listing; tests/io/test_xrootd.py uses
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -70,3 +72,15 @@ def test_remote_globs_walk_the_listing_and_keep_the_url_form(monkeypatch) -> Non
         "root://h:1094//store/v1/a.root", "root://h:1094//store/v1/b.root"]  # no hidden file
     assert inputs.expand("root://h:1094//gone/*.root") == []
     assert "/store" in server.listed and "/gone" in server.listed
+
+
+def test_the_xrootd_client_loads_before_tensorflow() -> None:
+    """Loaded after TensorFlow, the XRootD client crashes the process (a segmentation fault,
+    not a one-line error): every module that may import TensorFlow lives in pnn.learn or
+    imports it, and importing pnn.learn loads the client first."""
+    pytest.importorskip("XRootD.client", reason="the xrootd extra is not installed")
+    code = ("import sys, pnn.learn; "
+            "assert 'pyxrootd.client' in sys.modules and 'tensorflow' not in sys.modules")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert res.returncode == 0, res.stderr

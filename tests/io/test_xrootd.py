@@ -50,6 +50,10 @@ def xrootd_server() -> Iterator[tuple[str, Path]]:
         (base / "data").mkdir()
         for d in (base, base / "data"):
             d.chmod(0o755)
+        closed = [p for p in base.parents if not p.stat().st_mode & 0o001]
+        if closed:
+            pytest.fail(f"the server cannot reach {base}: '{closed[0]}' is closed to other "
+                        "users; point TMPDIR at a folder they can enter")
         res = subprocess.run(["bash", str(SCRIPT), "start", str(base), str(free_port())],
                              capture_output=True, text=True, check=False, timeout=900)
         if res.returncode != 0:
