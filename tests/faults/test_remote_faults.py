@@ -91,3 +91,14 @@ def test_other_urls_are_refused_with_the_url_form(tmp_path) -> None:
     path = remote_config(tmp_path, "https://example.org/signal.root")
     line = one_line_error(CliRunner().invoke(main, ["ingest", str(path)]))
     assert "not a file URL pnn can read" in line and "root://" in line, line
+
+
+def test_urls_without_the_xrootd_extra_say_how_to_install_it(tmp_path, monkeypatch) -> None:
+    from pnn.core import inputs
+
+    monkeypatch.setattr(inputs, "_configured", [])
+    for name in ("XRootD", "XRootD.client"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    path = remote_config(tmp_path, "root://localhost:1094//ntuples/signal.root")
+    line = one_line_error(CliRunner().invoke(main, ["ingest", str(path)]))
+    assert "pip install 'pnn[xrootd]'" in line, line
