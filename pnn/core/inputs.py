@@ -87,8 +87,6 @@ def failure(url: str, status: Any) -> PnnError:
     """One line for a failed XRootD request on ``url`` (an ``XRootDStatus``)."""
     server = _split(url)[0]
     message = " ".join(str(status.message).split()) or f"status {status.code}"
-    if getattr(status, "errno", 0) == _NOT_FOUND:
-        return PnnError(f"remote file '{url}' not found on the server: check the path in the URL")
     if getattr(status, "errno", 0) == _NOT_AUTHORIZED:
         return PnnError(f"the XRootD server refuses '{url}' ({message}): check your grid "
                         "proxy or token and the file's permissions")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pnn.core import inputs
+from pnn.core import inputs as input_files
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.io import expressions, ntuple
@@ -51,9 +51,9 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     """Input files from paths or globs, each pattern matching at least one file, no repeats."""
     files: list[str] = []
     for pattern in patterns:
-        matches = inputs.expand(pattern)
+        matches = input_files.expand(pattern)
         if not matches:
-            what = "URL" if inputs.is_remote(pattern) else "path"
+            what = "URL" if input_files.is_remote(pattern) else "path"
             raise PnnError(f"no input file matches '{pattern}': check the {what}")
         files += [m for m in matches if m not in files]
     stems = [Path(f).stem for f in files]
