@@ -1,6 +1,7 @@
 """root:// inputs that cannot be read: an unreachable server, a server that never answers, a
-missing remote file, a glob that matches nothing, a directory, another kind of URL. Each is
-one line and exit code 2, within seconds, before anything is written."""
+missing remote file, a glob that matches nothing, a directory, another kind of URL, no XRootD
+client. Each is one line and exit code 2, within seconds, before anything is written; a server
+that stops while a file is read is one line too."""
 
 from __future__ import annotations
 
@@ -102,3 +103,24 @@ def test_urls_without_the_xrootd_extra_say_how_to_install_it(tmp_path, monkeypat
     path = remote_config(tmp_path, "root://localhost:1094//ntuples/signal.root")
     line = one_line_error(CliRunner().invoke(main, ["ingest", str(path)]))
     assert "pip install 'pnn[xrootd]'" in line, line
+
+
+@pytest.mark.xrootd
+def test_server_that_stops_while_reading_is_one_line_within_seconds() -> None:
+    from pnn.core.errors import PnnError
+    from pnn.io import ntuple
+    from tests.io.test_xrootd import SCRIPT
+
+    with xrootd_server() as (url, data):
+        write_toy(data / "ntuples")
+        name = f"{url}/ntuples/background.root"
+        with ntuple.open_files([name]) as handles:
+            tree = ntuple.get_tree(handles[name], name, "ttbar", ["sT"])  # checked, then
+            subprocess.run(["bash", str(SCRIPT), "stop", str(data.parent)], check=True)
+            start = time.monotonic()
+            with pytest.raises(PnnError) as err:
+                list(ntuple.iterate([tree], ["sT"]))
+            seconds = time.monotonic() - start
+    message = str(err.value)
+    assert "cannot be read from its XRootD server" in message and name in message, message
+    assert len(message.splitlines()) == 1 and seconds < 10, (message, seconds)
