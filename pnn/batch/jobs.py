@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pnn.core import provenance
+from pnn.core import inputs, provenance
 from pnn.core.atomic import write_json, write_text
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
@@ -147,16 +147,14 @@ def split_ingest(cfg: Config, config: str, sel: Selection) -> list[Task]:
 
 def split_apply(cfg: Config, config: str, sel: Selection) -> list[Task]:
     """One task per group of input files: ``pnn apply CONFIG --input F ... [--mass M ...]``."""
-    import glob
-
     if not sel.files:
         raise PnnError("stage 'apply' needs the ntuples to score: pass --files FILE_OR_GLOB")
     files: list[str] = []
     for pattern in sel.files:
-        matches = sorted(glob.glob(pattern))
+        matches = inputs.expand(pattern)
         if not matches:
             raise PnnError(f"--files: no file matches '{pattern}': check the path")
-        files.extend(str(Path(m).resolve()) for m in matches)
+        files.extend(inputs.absolute(m) for m in matches)
     mass_args = [a for m in sorted(set(sel.masses)) for a in ("--mass", f"{m:g}")]
     out = cfg.run_dir.resolve() / "apply"
     return [Task(f"files{i}", ["apply", config, *[a for f in group for a in ("--input", f)], *mass_args],

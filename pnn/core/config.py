@@ -6,7 +6,6 @@ the key and the fix. Paths in the config are relative to the current working dir
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import itertools
 import logging
@@ -27,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from pnn.core import inputs
 from pnn.core.errors import PnnError
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class Sample(_Strict):
     name: str = Field(description="sample name in the events table; '{tree}' or '{file}' in it "
                                   "makes one sample per tree or file")
     files: list[str] | dict[str, str] = Field(
-        description="ROOT files (shell globs allowed), or a mapping file (glob) -> tree")
+        description="ROOT files or root:// URLs (globs allowed), or a mapping file (glob) -> tree")
     tree: str | None = Field(None, description="TTree name inside every file")
     tree_regex: str | None = Field(None, description="read every TTree whose whole name matches")
     mass: float | None = Field(None, description="signal mass in GeV (constant for the sample)")
@@ -154,12 +154,11 @@ class Sample(_Strict):
                                                                           for f in self.files]
         out: list[tuple[str, str | None]] = []
         for pattern, tree in pairs:
-            matches = sorted(glob.glob(pattern))
+            matches = inputs.expand(pattern)
             if not matches:
-                raise PnnError(
-                    f"sample '{self.name}': no file matches '{pattern}' "
-                    "(check the path, or run 'pnn generate' for the toy data)"
-                )
+                hint = ("check the URL" if inputs.is_remote(pattern)
+                        else "check the path, or run 'pnn generate' for the toy data")
+                raise PnnError(f"sample '{self.name}': no file matches '{pattern}' ({hint})")
             out.extend((m, tree) for m in matches)
         return out
 

@@ -8,7 +8,6 @@ the event number. Each event is scored by the fold model that did not train on i
 
 from __future__ import annotations
 
-import glob
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pnn.core import inputs as input_files
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.io import expressions, ntuple
@@ -31,7 +31,7 @@ CHUNK_ENTRIES = 100_000  # entries per read chunk and so per written basket
 
 @dataclass
 class ApplyResult:
-    input: Path
+    input: str
     output: Path
     trees: dict[str, int]
     masses: list[float]
@@ -51,9 +51,10 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     """Input files from paths or globs, each pattern matching at least one file, no repeats."""
     files: list[str] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern))
+        matches = input_files.expand(pattern)
         if not matches:
-            raise PnnError(f"no input file matches '{pattern}': check the path")
+            what = "URL" if input_files.is_remote(pattern) else "path"
+            raise PnnError(f"no input file matches '{pattern}': check the {what}")
         files += [m for m in matches if m not in files]
     stems = [Path(f).stem for f in files]
     clash = sorted({s for s in stems if stems.count(s) > 1})
@@ -186,7 +187,7 @@ def apply(cfg: Config, inputs: list[str], masses: list[float] | None = None,
                 jobs[name] = _chunks(cfg, models, tree, branches, collections, masses, fill)
             entries = ntuple.write_chunks(out, jobs)
             log.info("scored %s into %s", path, out)
-            results.append(ApplyResult(Path(path), out, entries, masses))
+            results.append(ApplyResult(path, out, entries, masses))
     return results
 
 

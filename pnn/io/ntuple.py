@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import uproot
 
+from pnn.core import inputs
 from pnn.core.atomic import atomic_path
 from pnn.core.errors import PnnError
 
@@ -26,12 +27,29 @@ READ_ERRORS = (uproot.deserialization.DeserializationError, OSError, ValueError,
 ENTRY = "_entry"  # pseudo-branch: the entry number inside its tree, for files without one
 
 
+def _remote_error(path: str, exc: Exception) -> PnnError:
+    """One line for a remote file whose server failed while it was opened or read."""
+    message = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return PnnError(f"'{path}' cannot be read from its XRootD server ({message}): check that the "
+                    "server answers and rerun (slow server: raise XRD_REQUESTTIMEOUT)")
+
+
 def _open(path: str):
     try:
+        if inputs.is_remote(path):
+            # uproot's own XRootD source: its default (fsspec) one hands NumPy integers to
+            # the XRootD client when iterating in byte-sized steps, which refuses them
+            inputs.client()  # installed, with pnn's timeouts
+            return uproot.open(path, handler=uproot.source.xrootd.XRootDSource,
+                               timeout=inputs.timeout())
         return uproot.open(path)
     except FileNotFoundError:
         raise PnnError(f"ROOT file '{path}' not found: check the sample's files") from None
+    except PnnError:
+        raise
     except Exception as exc:  # uproot raises many types for a file that is not ROOT
+        if isinstance(exc, OSError) and inputs.is_remote(path):
+            raise _remote_error(path, exc) from None
         raise PnnError(f"'{path}' cannot be read as a ROOT file ({type(exc).__name__}): check "
                        "that it is one, or copy or produce it again") from None
 
@@ -44,6 +62,8 @@ def _reading(path: str, what: str = "") -> Iterator[None]:
     except PnnError:
         raise
     except READ_ERRORS as exc:
+        if isinstance(exc, OSError) and inputs.is_remote(path):
+            raise _remote_error(path, exc) from None
         where = f" ({what})" if what else ""
         raise PnnError(f"'{path}' is damaged: its ROOT metadata{where} cannot be read "
                        f"({type(exc).__name__}); copy or produce the file again") from None
@@ -172,6 +192,8 @@ def iterate(trees: list, branches: Iterable[str], step_size: str | int = STEP_SI
                 except PnnError:
                     raise
                 except Exception as exc:
+                    if isinstance(exc, OSError) and inputs.is_remote(tree.file.file_path):
+                        raise _remote_error(tree.file.file_path, exc) from None
                     raise PnnError(f"'{tree.file.file_path}' tree '{tree.name}' cannot be read "
                                    f"({type(exc).__name__}): the file is truncated or corrupt; "
                                    "copy or produce it again") from None

@@ -78,6 +78,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from pnn.core import inputs
 from pnn.core.atomic import write_json
 from pnn.core.errors import PnnError
 from pnn.io import ntuple
@@ -489,7 +490,9 @@ def write(output: str | Path, masses: list[float], signal_events: int, backgroun
 
 
 def is_toy_file(path: str | Path) -> bool:
-    """True if ``path`` sits beside a manifest written by :func:`write`."""
+    """True if ``path`` sits beside a manifest written by :func:`write` (never a URL)."""
+    if inputs.is_remote(path):
+        return False
     manifest = Path(path).parent / MANIFEST
     if not manifest.is_file():
         return False

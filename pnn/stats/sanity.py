@@ -19,7 +19,6 @@ A check whose value could not be computed (NaN) never counts as passed.
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 import os
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from pnn.core import inputs
 from pnn.core.config import Config, Sample
 from pnn.learn.preprocess import MassPrior, cut_halves, training_weights
 from pnn.stats import metrics
@@ -256,9 +256,9 @@ def _sources(sample: Sample, name: str) -> set[tuple[str, str, str]]:
                     kind == "regex" and not re.fullmatch(value, parts["tree"])):
                 continue
             kind, value = "tree", parts["tree"]
-        for path in sorted(glob.glob(pattern)) or [pattern]:
+        for path in inputs.expand(pattern) or [pattern]:
             if "file" not in parts or os.path.splitext(os.path.basename(path))[0] == parts["file"]:
-                out.add((os.path.realpath(path), kind, value))
+                out.add((inputs.identity(path), kind, value))
     return out
 
 
