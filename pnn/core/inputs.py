@@ -14,6 +14,7 @@ import glob
 import importlib.util
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ def client():
     """The XRootD client module, with pnn's timeouts set (once); one line if not installed."""
     if _configured:
         return _configured[0]
+    if "tensorflow" in sys.modules and "XRootD.client" not in sys.modules:
+        raise PnnError("the XRootD client cannot load once TensorFlow is loaded (it would crash "
+                       "the process): import pnn before tensorflow or keras in your script")
     try:
         from XRootD import client as xrd
     except ImportError:
@@ -71,7 +75,8 @@ def load_before_tensorflow() -> None:
     """Load the XRootD client now when it is installed: loaded after TensorFlow, its bundled
     libraries crash the process (xrootd 6 with TensorFlow 2.21), so modules that import
     TensorFlow call this first."""
-    if not _configured and importlib.util.find_spec("XRootD") is not None:
+    if (not _configured and "tensorflow" not in sys.modules
+            and importlib.util.find_spec("XRootD") is not None):
         client()
 
 

@@ -84,3 +84,18 @@ def test_the_xrootd_client_loads_before_tensorflow() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=False, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+def test_a_script_that_loads_tensorflow_first_gets_a_line_not_a_crash() -> None:
+    """A user script that imports keras before pnn must still run; a remote read then says
+    how to order the imports instead of crashing the process."""
+    pytest.importorskip("XRootD.client", reason="the xrootd extra is not installed")
+    code = ("import keras, pnn.learn.model\n"
+            "from pnn.core import inputs\n"
+            "from pnn.core.errors import PnnError\n"
+            "try:\n    inputs.client()\n"
+            "except PnnError as exc:\n    print(exc)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert res.returncode == 0, res.stderr[-500:]
+    assert "import pnn before tensorflow or keras" in res.stdout
