@@ -152,6 +152,10 @@ def sample_parts(sample: Sample, handles: dict, pairs: list[tuple[str, str | Non
     return groups
 
 
+_KIND_NAMES = {"jagged": "jagged branch", "array": "array branch",
+               "lorentz": "four-vector branch", "collection": "collection"}
+
+
 def _plans(cfg: Config, handles: dict, sample: Sample, label: int,
            pairs: list[tuple[str, str | None]], spectators: list[str]) -> list[_Plan]:
     weight = sample.weight or cfg.weight
@@ -204,8 +208,9 @@ def _plans(cfg: Config, handles: dict, sample: Sample, label: int,
             bad = expressions.unreduced(expr, collections)
             if bad:
                 raise PnnError(
-                    f"{where}: {what} uses the {kinds[bad]} branch '{bad}' without a reduction: "
-                    f"use {bad}[0] (k-th object), count({bad}) or sum({bad})")
+                    f"{where}: {what} uses the {_KIND_NAMES.get(kinds[bad], kinds[bad])} "
+                    f"'{bad}' without a reduction: use {bad}[0] (k-th object), count({bad}) "
+                    f"or sum({bad}{'.pt' if kinds[bad] in ('lorentz', 'collection') else ''})")
         plans.append(_Plan(sample, name, label, parts, reading.branches,
                            collections | reading.lorentz, weight, selection, event_number,
                            reading=reading))
