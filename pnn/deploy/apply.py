@@ -243,6 +243,9 @@ def _jobs(cfg: Config, features: list[str], handle, path: str, wanted: list[str]
     for name in _trees(handle, path, wanted, branches, attributes):
         tree = ntuple.get_tree(handle, path, name, ())
         reading = ntuple.resolve(tree, path, branches, attributes)
+        keyed = {f"features ({f})": cfg.expression(f) for f in features}
+        keyed.update({"event_number": cfg.event_number, "selection": cfg.selection or "0"})
+        expressions.check_fields(keyed, reading.collections)
         kinds = ntuple.branch_kinds(tree, reading.branches - {ntuple.ENTRY})
         reading.lorentz = {b for b, k in kinds.items() if k in ("lorentz", "lorentz1")}
         bad_kind = next((b for b, k in kinds.items() if k in ("object", "string")), None)

@@ -295,6 +295,31 @@ def attributes(expr: str, key: str | None = None) -> set[str]:
     return {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and id(n) not in methods}
 
 
+def attributes_of(expr: str, name: str, key: str | None = None) -> set[str]:
+    """Attributes that ``expr`` takes directly of the objects of ``name`` (``name.pt``,
+    ``name[k].charge``), to check them against a collection's fields before reading."""
+    tree = parse(expr, key)
+    methods = {id(n.func) for n in ast.walk(tree)
+               if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and id(node) not in methods:
+            base = node.value
+            while isinstance(base, ast.Subscript):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id == name:
+                out.add(node.attr)
+    return out
+
+
+def check_fields(exprs: Mapping[str | None, str], collections: Mapping[str, Any]) -> None:
+    """Refuse, before reading, an attribute taken of a collection that is neither a
+    four-vector attribute nor one of its fields. ``exprs`` maps config keys to expressions."""
+    for key, expr in exprs.items():
+        for name, spec in collections.items():
+            objects.check_fields(spec, attributes_of(expr, name, key), _where(expr, key))
+
+
 def _is_reducer(node: ast.AST) -> bool:
     return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
             and node.func.id in REDUCERS)

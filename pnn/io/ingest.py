@@ -177,6 +177,7 @@ def _plans(cfg: Config, handles: dict, sample: Sample, label: int,
         first = parts[0]
         first.tree = ntuple.get_tree(handles[first.path], first.path, first.tree, ())
         reading = ntuple.resolve(first.tree, first.path, needed, attributes)
+        expressions.check_fields(keyed, reading.collections)
         for part in parts:
             part.tree = ntuple.get_tree(handles[part.path], part.path, getattr(
                 part.tree, "name", part.tree), reading.branches)

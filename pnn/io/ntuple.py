@@ -50,15 +50,12 @@ def branch_names(tree) -> list[str]:
 
 
 def closest(name: str, names: Iterable[str], n: int = 3) -> list[str]:
-    """The names most similar to ``name`` (by difflib's ratio, best first)."""
-    names = list(dict.fromkeys(names))
-    found = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
-    if len(found) < n:
-        lower = {k.lower(): k for k in names}
-        found += [lower[k] for k in difflib.get_close_matches(name.lower(), list(lower), n=n,
-                                                               cutoff=0.5)
-                  if lower[k] not in found]
-    return found[:n]
+    """The names most similar to ``name`` (by difflib's ratio, ignoring case, best first)."""
+    lower: dict[str, str] = {}
+    for key in names:
+        lower.setdefault(key.lower(), key)
+    return [lower[k] for k in difflib.get_close_matches(name.lower(), list(lower), n=n,
+                                                         cutoff=0.5)]
 
 
 def _suggest(name: str, names: Iterable[str], what: str) -> str:

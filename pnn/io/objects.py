@@ -39,7 +39,8 @@ class Collection:
 
     name: str
     coordinates: dict[str, str]  # vector coordinate name -> branch
-    fields: dict[str, str]  # field name (branch suffix) -> branch
+    fields: dict[str, str]  # field name (branch suffix) -> branch, those the expressions use
+    available: tuple[str, ...] = ()  # every field the collection has (for messages)
 
     @property
     def branches(self) -> set[str]:
@@ -70,8 +71,18 @@ def find_collection(name: str, keys: Iterable[str], attributes: Iterable[str]) -
             fixed = {a.lower() for a in ATTRIBUTES} | set(system)
             fields = {by_suffix[a.lower()][len(prefix):]: by_suffix[a.lower()]
                       for a in attributes if a.lower() in by_suffix and a.lower() not in fixed}
-            return Collection(name, coords, fields)
+            available = tuple(b[len(prefix):] for s, b in by_suffix.items() if s not in fixed)
+            return Collection(name, coords, fields, available)
     return None
+
+
+def check_fields(spec: Collection, attributes: Iterable[str], where: str) -> None:
+    """Every attribute taken of collection ``spec`` is a four-vector one or one of its fields."""
+    known = {a.lower() for a in (*ATTRIBUTES, *spec.available)}
+    for name in sorted(attributes):
+        if name.lower() not in known:
+            raise PnnError(f"{where}: objects of collection '{spec.name}' have no attribute "
+                           f"'{name}': use one of {', '.join((*ATTRIBUTES, *spec.available))}")
 
 
 def _behaviour():
