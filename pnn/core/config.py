@@ -650,9 +650,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        if "flow" in str(getattr(exc, "context", "") or ""):  # inside [...] or {...}
-            line = text.splitlines()[mark.line].strip() if mark else ""
-            raise PnnError(f"{path}: not valid YAML{where} ({_short_line(line)}): an expression "
+        line = text.splitlines()[mark.line].strip() if mark and mark.line < len(
+            text.splitlines()) else ""
+        if "flow" in str(getattr(exc, "context", "") or "") or re.search(r":\s*\[", line):
+            shown = f" ({_short_line(line)})" if line else ""
+            raise PnnError(f"{path}: not valid YAML{where}{shown}: an expression "
                            "with brackets, commas or colons inside a [...] list must be quoted, "
                            "e.g. features: ['Muon_pt[0]', x], or given one per line as '- ...'"
                            ) from None
