@@ -423,18 +423,28 @@ CLUSTER_KEYS = ("partition", "account", "time", "memory", "cpus", "max_concurren
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--allow-extrapolation", is_flag=True,
               help="Allow masses outside the trained range (with a warning).")
+@click.option("--keep-going", is_flag=True,
+              help="Score the good inputs when some cannot be read; list the failures, exit 1.")
 @_stage
 def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees: tuple[str, ...],
-          output_dir: str | None, force: bool, allow_extrapolation: bool) -> None:
+          output_dir: str | None, force: bool, allow_extrapolation: bool, keep_going: bool) -> None:
     """Write per-mass scores as friend trees entry-aligned with the input ntuples."""
     from pnn.deploy import apply as pnn_apply
 
     cfg = load_config(config)
     results = pnn_apply.apply(cfg, list(inputs), list(masses) or None, output_dir, force,
-                              list(trees) or None, allow_extrapolation)
+                              list(trees) or None, allow_extrapolation, keep_going)
+    failed = [r for r in results if r.error]
     for r in results:
-        click.echo(f"{r.input} -> {r.output}: " + ", ".join(
-            f"{t} ({n} entries)" for t, n in r.trees.items()))
+        if not r.error:
+            click.echo(f"{r.input} -> {r.output}: " + ", ".join(
+                f"{t} ({n} entries)" for t, n in r.trees.items()))
+    for r in failed:
+        click.echo(f"pnn: failed: {r.error}", err=True)
+    if failed:
+        click.echo(f"pnn: error: {len(failed)} of {len(results)} inputs failed (listed above); "
+                   "the others were scored", err=True)
+        sys.exit(1)
 
 
 @main.command()

@@ -81,7 +81,8 @@ class SumWeights(_Strict):
     """Where the sum of generated weights of a sample comes from (for cross-section scaling)."""
 
     branch: str | None = Field(None, description="branch summed over every entry of the sample")
-    tree: str | None = Field(None, description="tree holding that branch; default: the sample's tree")
+    tree: str | None = Field(None, description="TTree or RNTuple holding that branch (NanoAOD: "
+                              "Runs); default: the sample's tree")
     histogram: str | None = Field(None, description="histogram in every file (e.g. a cut flow)")
     bin: int | None = Field(None, ge=0, description="ROOT bin number of the histogram (1 = first)")
 
@@ -103,8 +104,10 @@ class Sample(_Strict):
                                   "makes one sample per tree or file")
     files: list[str] | dict[str, str] = Field(
         description="ROOT files or root:// URLs (globs allowed), or a mapping file (glob) -> tree")
-    tree: str | None = Field(None, description="TTree name inside every file")
-    tree_regex: str | None = Field(None, description="read every TTree whose whole name matches")
+    tree: str | None = Field(None, description="TTree or RNTuple name inside every file (the "
+                             "kind is found from the file)")
+    tree_regex: str | None = Field(None, description="read every TTree or RNTuple whose whole "
+                                   "name matches")
     mass: float | None = Field(None, description="signal mass in GeV (constant for the sample)")
     mass_branch: str | None = Field(None, description="branch holding the signal mass in GeV")
     mass_regex: str | None = Field(
@@ -632,6 +635,10 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return f"{path}: key '{loc}': {msg}{shown}"
 
 
+def _short_line(line: str) -> str:
+    return line if len(line) <= 60 else line[:60] + "..."
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Read and validate a YAML config; ``overrides`` replace top-level keys (CLI options)."""
     path = Path(path)
@@ -653,6 +660,14 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
+        line = text.splitlines()[mark.line].strip() if mark and mark.line < len(
+            text.splitlines()) else ""
+        if "flow" in str(getattr(exc, "context", "") or "") or re.search(r":\s*\[", line):
+            shown = f" ({_short_line(line)})" if line else ""
+            raise PnnError(f"{path}: not valid YAML{where}{shown}: an expression "
+                           "with brackets, commas or colons inside a [...] list must be quoted, "
+                           "e.g. features: ['Muon_pt[0]', x], or given one per line as '- ...'"
+                           ) from None
         raise PnnError(f"{path}: not valid YAML{where}: fix the syntax") from None
     if not isinstance(raw, dict):
         raise PnnError(f"{path}: the config must be a mapping of keys to values")

@@ -1,16 +1,22 @@
 """Scores back into the analyst's ntuples: one friend-tree file per input file.
 
 Every entry of every input tree gets a row, in the same order, so ROOT's ``AddFriend`` and
-uproot line the two up. The branches are ``pnn_score_m<mass>`` for each mass hypothesis and
-the event number. Each event is scored by the fold model that did not train on it
+uproot line the two up. The branches are ``pnn_score_m<mass>`` for each mass hypothesis (a
+decimal point written ``p``: ``pnn_score_m172p5``) and the event number, in the type of the
+source branch. Each event is scored by the fold model that did not train on it
 (EventNumber % k); events that fail the global selection get the configured fill value.
+An input RNTuple gets an RNTuple of scores (uproot's RNTuple writer), entry by entry as well.
+
+Every input is checked before anything is written; with ``keep_going`` a bad input is
+reported and the others are still scored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +24,7 @@ import numpy as np
 from pnn.core import inputs as input_files
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
-from pnn.io import expressions, ntuple
+from pnn.io import expressions, ntuple, objects
 from pnn.learn.model import FoldModels
 from pnn.learn.train import require_model
 from pnn.stats.evaluate import check_masses
@@ -35,10 +41,24 @@ class ApplyResult:
     output: Path
     trees: dict[str, int]
     masses: list[float]
+    error: str | None = None  # why this input was not scored (with keep_going)
+
+
+@dataclass
+class _Job:
+    """One ntuple of one input file to score: how to read it and whether it is an RNTuple."""
+
+    name: str
+    tree: object
+    reading: objects.Reading
+    collections: set[str] = field(default_factory=set)
+    rntuple: bool = False
 
 
 def score_branch(mass: float) -> str:
-    return f"pnn_score_m{mass:g}"
+    """``pnn_score_m172p5`` for 172.5 GeV: no dot, which ROOT would read as a member access."""
+    text = np.format_float_positional(float(mass), trim="-")
+    return "pnn_score_m" + text.replace(".", "p").replace("-", "minus")
 
 
 def output_path(cfg: Config, input_path: str | Path, output_dir: str | Path | None) -> Path:
@@ -64,11 +84,21 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     return files
 
 
-def needed_branches(cfg: Config, features: list[str]) -> set[str]:
+def _expressions(cfg: Config, features: list[str]) -> list[str]:
     exprs = [cfg.expression(f) for f in features] + [cfg.event_number]
     if cfg.selection:
         exprs.append(cfg.selection)
-    return set().union(*(expressions.branches(e) for e in exprs))
+    return exprs
+
+
+def needed_branches(cfg: Config, features: list[str]) -> set[str]:
+    """Names the features, event number and selection read (branches or collections)."""
+    return set().union(*(expressions.branches(e) for e in _expressions(cfg, features)))
+
+
+def needed_attributes(cfg: Config, features: list[str]) -> set[str]:
+    """Attributes the expressions take of objects (the fields collections must bring)."""
+    return set().union(*(expressions.attributes(e) for e in _expressions(cfg, features)))
 
 
 def feature_arrays(cfg: Config, features: list[str], arrays: Mapping
@@ -99,7 +129,7 @@ def feature_arrays(cfg: Config, features: list[str], arrays: Mapping
                     f"feature '{features[col]}' is NaN or infinite in "
                     f"{int((bad[:, col] & keep).sum())} selected events: set non_finite: drop or "
                     "fill in the config")
-    evno = np.asarray(expressions.evaluate(cfg.event_number, arrays), dtype=np.int64)
+    evno = np.asarray(expressions.evaluate(cfg.event_number, arrays))
     return X, keep, evno
 
 
@@ -115,8 +145,8 @@ def score_chunk(cfg: Config, models: FoldModels, arrays: Mapping, masses: list[f
     """The friend-tree columns of one chunk: event number and one score per mass, with
     ``fill`` for events outside the selection."""
     X, keep, evno = feature_arrays(cfg, models.features, arrays)
-    out: dict[str, np.ndarray] = {cfg.event_number: evno}
-    scores = score(models, X[keep], evno[keep], masses)
+    out: dict[str, np.ndarray] = {cfg.event_number: evno}  # the source's type (uint64 stays)
+    scores = score(models, X[keep], evno[keep].astype(np.int64), masses)
     for m in masses:
         col = np.full(len(keep), fill, dtype=np.float32)
         col[keep] = scores[m]
@@ -124,10 +154,11 @@ def score_chunk(cfg: Config, models: FoldModels, arrays: Mapping, masses: list[f
     return out
 
 
-def _chunks(cfg: Config, models: FoldModels, tree, branches: set[str], collections: set[str],
-            masses: list[float], fill: float) -> Iterator[dict[str, np.ndarray]]:
-    for arrays in ntuple.iterate([tree], branches, CHUNK_ENTRIES, awkward=collections):
-        yield score_chunk(cfg, models, arrays, masses, fill)
+def _chunks(cfg: Config, models: FoldModels, job: _Job, masses: list[float], fill: float
+            ) -> Iterator[dict[str, np.ndarray]]:
+    for arrays in ntuple.iterate([job.tree], job.reading.branches, CHUNK_ENTRIES,
+                                 awkward=job.collections):
+        yield score_chunk(cfg, models, objects.assemble(arrays, job.reading), masses, fill)
 
 
 def check_apply_masses(masses: list[float], trained: list[float],
@@ -151,10 +182,15 @@ def check_apply_masses(masses: list[float], trained: list[float],
 
 def apply(cfg: Config, inputs: list[str], masses: list[float] | None = None,
           output_dir: str | Path | None = None, force: bool = False,
-          trees: list[str] | None = None, allow_extrapolation: bool = False) -> list[ApplyResult]:
+          trees: list[str] | None = None, allow_extrapolation: bool = False,
+          keep_going: bool = False) -> list[ApplyResult]:
     """Score every entry of every input file's trees into ``<stem>_pnn.root`` friend files.
 
-    Mass hypotheses outside the trained range are refused unless ``allow_extrapolation``.
+    Every input is opened and checked (trees, branches, expressions) before anything is
+    written; the first bad one is an error naming it. With ``keep_going`` the bad inputs
+    (and any that break while being read) are returned with their ``error`` instead, and the
+    others are scored. Mass hypotheses outside the trained range are refused unless
+    ``allow_extrapolation``.
     """
     files = expand_inputs(inputs)
     outputs = [output_path(cfg, f, output_dir) for f in files]
@@ -168,37 +204,81 @@ def apply(cfg: Config, inputs: list[str], masses: list[float] | None = None,
                        allow_extrapolation)
     fill = cfg.apply.fill
     branches = needed_branches(cfg, models.features)
-    results = []
-    with ntuple.open_files(files) as handles:
-        chosen = {}
-        for path in files:  # check every file before writing anything
-            chosen[path] = _trees(handles[path], path, trees, branches)
+    attributes = needed_attributes(cfg, models.features)
+    results: list[ApplyResult] = []
+    with contextlib.ExitStack() as stack:
+        planned: dict[str, list[_Job]] = {}
+        for path, out in zip(files, outputs, strict=True):  # check every file before writing
+            try:
+                handles = stack.enter_context(ntuple.open_files([path]))
+                planned[path] = _jobs(cfg, models.features, handles[path], path, trees,
+                                      branches, attributes)
+            except PnnError as exc:
+                if not keep_going:
+                    raise
+                results.append(ApplyResult(path, out, {}, masses, str(exc)))
         for path, out in zip(files, outputs, strict=True):
-            jobs = {}
-            for name in chosen[path]:
-                tree = ntuple.get_tree(handles[path], path, name, branches)
-                kinds = ntuple.branch_kinds(tree, branches - {ntuple.ENTRY})
-                collections = {b for b, k in kinds.items() if k in ("jagged", "array")}
-                for feature in models.features:
-                    bad = expressions.unreduced(cfg.expression(feature), collections)
-                    if bad:
-                        raise PnnError(f"'{path}' tree '{name}': feature '{feature}' uses the "
-                                       f"{kinds[bad]} branch '{bad}' without a reduction")
-                jobs[name] = _chunks(cfg, models, tree, branches, collections, masses, fill)
-            entries = ntuple.write_chunks(out, jobs)
+            if path not in planned:
+                continue
+            jobs = planned[path]
+            try:
+                entries = ntuple.write_chunks(
+                    out, {j.name: _chunks(cfg, models, j, masses, fill) for j in jobs},
+                    rntuples=[j.name for j in jobs if j.rntuple])
+            except PnnError as exc:
+                if not keep_going:
+                    raise
+                results.append(ApplyResult(path, out, {}, masses, str(exc)))
+                continue
             log.info("scored %s into %s", path, out)
             results.append(ApplyResult(path, out, entries, masses))
-    return results
+    order = {f: i for i, f in enumerate(files)}
+    return sorted(results, key=lambda r: order[r.input])
 
 
-def _trees(handle, path: str, wanted: list[str] | None, branches: set[str]) -> list[str]:
-    """The trees to score: those asked for, or every TTree that has the needed branches."""
+def _jobs(cfg: Config, features: list[str], handle, path: str, wanted: list[str] | None,
+          branches: set[str], attributes: set[str]) -> list[_Job]:
+    """The ntuples of one open input to score, each checked: branches or collections there,
+    no unreduced collection in a feature."""
+    jobs = []
+    for name in _trees(handle, path, wanted, branches, attributes):
+        tree = ntuple.get_tree(handle, path, name, ())
+        reading = ntuple.resolve(tree, path, branches, attributes)
+        keyed = {f"features ({f})": cfg.expression(f) for f in features}
+        keyed.update({"event_number": cfg.event_number, "selection": cfg.selection or "0"})
+        expressions.check_fields(keyed, reading.collections)
+        kinds = ntuple.branch_kinds(tree, reading.branches - {ntuple.ENTRY})
+        reading.lorentz = {b for b, k in kinds.items() if k in ("lorentz", "lorentz1")}
+        bad_kind = next((b for b, k in kinds.items() if k in ("object", "string")), None)
+        if bad_kind is not None:
+            raise PnnError(f"'{path}' tree '{name}': branch '{bad_kind}' holds "
+                           f"{kinds[bad_kind]}s that cannot be read as numbers: leave it out "
+                           "of the features")
+        collections = {b for b, k in kinds.items() if k in ("jagged", "array", "lorentz")}
+        collections |= {c for c, spec in reading.collections.items()
+                        if any(kinds[b] in ("jagged", "array") for b in spec.coordinates.values())}
+        for feature in features:
+            bad = expressions.unreduced(cfg.expression(feature), collections)
+            if bad:
+                raise PnnError(f"'{path}' tree '{name}': feature '{feature}' uses the "
+                               f"collection '{bad}' without a reduction: use {bad}[0], "
+                               f"count({bad}) or sum(...)")
+        jobs.append(_Job(name, tree, reading, collections | reading.lorentz,
+                         ntuple.is_rntuple(tree)))
+    return jobs
+
+
+def _trees(handle, path: str, wanted: list[str] | None, branches: set[str],
+           attributes: set[str]) -> list[str]:
+    """The ntuples to score: those asked for, or every TTree or RNTuple that has the needed
+    branches."""
     if wanted:
         for name in wanted:
-            ntuple.get_tree(handle, path, name, branches)
+            ntuple.get_tree(handle, path, name, ())
         return list(wanted)
-    names = [t for t in ntuple.list_trees(handle) if ntuple.has_branches(handle, t, branches)]
+    found = ntuple.list_trees(handle)
+    names = [t for t in found if ntuple.has_branches(handle, t, branches, attributes)]
     if not names:
-        raise PnnError(f"no tree in '{path}' has the branches {sorted(branches)}: "
-                       f"trees there are {ntuple.list_trees(handle)}")
+        raise PnnError(f"no tree or RNTuple in '{path}' has the branches {sorted(branches)}: "
+                       f"trees there are {found}")
     return names

@@ -209,8 +209,9 @@ def fold_rule(event_number: str, k: int) -> str:
             f"events with {event_number} % {k} != f, so it never saw the events it scores")
 
 
-def sidecar(fm: FoldModels, files: list[Path]) -> dict:
-    """The description a C++ user needs: input order and units, fold rule, masses, files."""
+def sidecar(fm: FoldModels, files: list[Path], expressions: dict[str, str] | None = None) -> dict:
+    """The description a C++ user needs: input order and units, the expression behind each
+    input (aliases resolved), fold rule, masses, files."""
     meta = fm.metadata
     features = fm.features
     k = fm.k
@@ -222,6 +223,7 @@ def sidecar(fm: FoldModels, files: list[Path]) -> dict:
         "opset": OPSET,
         "input": {"name": INPUT, "type": "float32", "shape": ["N", len(features) + 1]},
         "inputs": [*features, MASS_INPUT],
+        "expressions": {f: (expressions or {}).get(f, f) for f in features},
         "units": {**{f: "as in the ntuple (raw, unscaled)" for f in features}, MASS_INPUT: "GeV"},
         "output": {"name": OUTPUT, "type": "float32", "shape": ["N", 1],
                    "meaning": "signal score in [0, 1] at the given mass hypothesis"},
@@ -264,7 +266,7 @@ def export(cfg: Config) -> ExportResult:
         log.info("fold %d: wrote %s", i, path)
         files.append(path)
     side = out / SIDECAR
-    write_json(side, sidecar(fm, files))
+    write_json(side, sidecar(fm, files, {f: cfg.expression(f) for f in fm.features}))
     return ExportResult(out, files, side)
 
 

@@ -1,8 +1,9 @@
 """Safe expressions over branches: selections, weights and derived features.
 
 An expression is parsed with :mod:`ast` and only arithmetic, comparisons, boolean logic,
-whitelisted NumPy math functions, numeric constants and constant indexing are allowed.
-Anything else (attribute access, lambdas, strings, imports, ...) is refused, never evaluated.
+whitelisted NumPy math functions, numeric constants, constant indexing and the attributes and
+methods of physics objects are allowed. Anything else (other attributes or methods, lambdas,
+strings, imports, ...) is refused, never evaluated.
 
 Object collections (jagged branches such as ``Jet_pt``, read as awkward arrays) are reduced
 to one number per event with awkward, never with Python loops:
@@ -14,6 +15,12 @@ to one number per event with awkward, never with Python loops:
 
 Element-wise arithmetic and functions work on whole collections before a reduction, e.g.
 ``sum(Jet_pt * (abs(Jet_eta) < 2.5))`` or ``count(Jet_pt) - sum(Jet_btag > 0.5)``.
+
+Objects (``TLorentzVector`` branches and NanoAOD-style collections such as ``Muon``, see
+:mod:`pnn.io.objects`) are four-vectors: ``Muon[0].pt``, ``(Muon[0] + Muon[1]).mass``,
+``Muon[0].deltaR(Muon[1])``, ``Muon[0].charge``, ``count(Muon)``, ``sum(Jet.pt)``. Only the
+attributes ``pt eta phi mass E px py pz rapidity``, the collection's own fields and the methods
+``deltaR deltaphi deltaeta`` exist; a missing k-th object has NaN for every attribute.
 
 Every expression is bounded when it is parsed, before anything is evaluated: its length, its
 number of nodes, its nesting depth, the size of its constants and its powers (``9**9**9``
@@ -31,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from pnn.core.errors import PnnError
+from pnn.io import objects
 
 FUNCTIONS: dict[str, Any] = {
     name: getattr(np, name)
@@ -80,7 +88,9 @@ def _where(expr: str, key: str | None = None) -> str:
 def _refuse(expr: str, what: str, key: str | None = None) -> PnnError:
     return PnnError(
         f"{_where(expr, key)}: {what} is not allowed; use branches, numbers, arithmetic, "
-        f"comparisons, and/or/not and the functions {', '.join(sorted(FUNCTIONS))}"
+        f"comparisons, and/or/not, the functions {', '.join(sorted(FUNCTIONS))}, the object "
+        f"attributes {', '.join(objects.ATTRIBUTES)} (or a collection's fields) and the "
+        f"methods {', '.join(objects.METHODS)}"
     )
 
 
@@ -129,13 +139,24 @@ def _check_grammar(expr: str, tree: ast.Expression, key: str | None) -> None:
     allowed = (
         ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Call, ast.Name,
         ast.Constant, ast.Subscript, ast.Load, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+        ast.Attribute,
     )
+    methods = {id(n.func) for n in ast.walk(tree)
+               if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
     for node in ast.walk(tree):
         if not isinstance(node, allowed):
             raise _refuse(expr, type(node).__name__, key)
         if isinstance(node, ast.Constant) and not isinstance(node.value, int | float | bool):
             raise _refuse(expr, f"the constant {_short(repr(node.value))}", key)
-        if isinstance(node, ast.Call):
+        if isinstance(node, ast.Attribute) and id(node) not in methods and node.attr.startswith("_"):
+            raise _refuse(expr, f"the attribute '.{node.attr}'", key)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr not in objects.METHODS:
+                raise _refuse(expr, f"calling '.{_short(node.func.attr)}()'", key)
+            if node.keywords or len(node.args) != 1:
+                raise PnnError(f"{_where(expr, key)}: .{node.func.attr}() takes one object, e.g. "
+                               f"Muon[0].{node.func.attr}(Muon[1])")
+        elif isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in (*FUNCTIONS, *REDUCERS):
                 raise _refuse(expr, f"calling '{_short(ast.unparse(node.func))}'", key)
             if node.keywords:
@@ -239,10 +260,10 @@ def unreduced(expr: str, collections: set[str], key: str | None = None) -> str |
             return node.id if node.id in collections else None
         if isinstance(node, ast.Subscript):
             return None
-        if isinstance(node, ast.Call) and node.func.id in REDUCERS:  # type: ignore[attr-defined]
+        if _is_reducer(node):
             return None
         for child in ast.iter_child_nodes(node):
-            if isinstance(node, ast.Call) and child is node.func:
+            if isinstance(node, ast.Call) and child is node.func and isinstance(child, ast.Name):
                 continue
             found = walk(child)
             if found:
@@ -265,6 +286,45 @@ def branches(expr: str, key: str | None = None) -> set[str]:
     return {name for name, ident in names if ident not in called and name not in FUNCTIONS}
 
 
+def attributes(expr: str, key: str | None = None) -> set[str]:
+    """Attribute names that ``expr`` takes of objects (``Muon[0].charge`` gives 'charge'),
+    methods left out: the fields a collection must bring along."""
+    tree = parse(expr, key)
+    methods = {id(n.func) for n in ast.walk(tree)
+               if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    return {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and id(n) not in methods}
+
+
+def attributes_of(expr: str, name: str, key: str | None = None) -> set[str]:
+    """Attributes that ``expr`` takes directly of the objects of ``name`` (``name.pt``,
+    ``name[k].charge``), to check them against a collection's fields before reading."""
+    tree = parse(expr, key)
+    methods = {id(n.func) for n in ast.walk(tree)
+               if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and id(node) not in methods:
+            base = node.value
+            while isinstance(base, ast.Subscript):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id == name:
+                out.add(node.attr)
+    return out
+
+
+def check_fields(exprs: Mapping[str | None, str], collections: Mapping[str, Any]) -> None:
+    """Refuse, before reading, an attribute taken of a collection that is neither a
+    four-vector attribute nor one of its fields. ``exprs`` maps config keys to expressions."""
+    for key, expr in exprs.items():
+        for name, spec in collections.items():
+            objects.check_fields(spec, attributes_of(expr, name, key), _where(expr, key))
+
+
+def _is_reducer(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in REDUCERS)
+
+
 def evaluate(expr: str, arrays: Mapping[str, Any], fill: float = 0.0,
              key: str | None = None) -> Any:
     """Evaluate ``expr`` with branch names bound to the arrays in ``arrays``; ``fill`` is the
@@ -274,11 +334,15 @@ def evaluate(expr: str, arrays: Mapping[str, Any], fill: float = 0.0,
     if isinstance(body, ast.Name) and body.id in arrays:
         return arrays[body.id]
     try:
-        return _Evaluator(arrays, expr, fill, key).eval(body)
+        value = _Evaluator(arrays, expr, fill, key).eval(body)
     except (TypeError, ValueError, ArithmeticError) as exc:
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise PnnError(f"{_where(expr, key)} cannot be computed ({reason}): check the types "
                        "of its branches and constants") from None
+    if objects.is_object(value):
+        raise PnnError(f"{_where(expr, key)} gives objects, not numbers: take one of their "
+                       f"attributes, e.g. ({_short(expr)}).pt or a field such as .charge")
+    return value
 
 
 def _holds_strings(value: Any) -> bool:
@@ -312,6 +376,8 @@ def _kth(value: Any, k: int, fill: float, where: str) -> Any:
 
     if not isinstance(value, ak.Array) or value.ndim < 2:
         raise PnnError(one)
+    if objects.is_object(value):
+        return objects.kth(value, k)
     if value.ndim == 2:  # numbers per object: pick from the flat content by offsets
         counts = ak.to_numpy(ak.num(value, axis=1))
         flat = ak.to_numpy(ak.flatten(value, axis=1))
@@ -349,7 +415,12 @@ class _Evaluator:
         self.where = _where(expr, key)
 
     def eval(self, node: ast.AST) -> Any:
-        if isinstance(node, ast.Call) and node.func.id in REDUCERS:  # type: ignore[attr-defined]
+        if isinstance(node, ast.Attribute):
+            return objects.attribute(self.eval(node.value), node.attr, self.where)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            return objects.method(self.eval(node.func.value), node.func.attr,
+                                  self.eval(node.args[0]), self.where)
+        if _is_reducer(node):
             name = node.func.id  # type: ignore[attr-defined]
             value = self.eval(node.args[0])
             if name == "at":

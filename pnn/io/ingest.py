@@ -25,7 +25,7 @@ from pnn.core.atomic import Staging, read_json, sweep, write_json
 from pnn.core.config import Config, Sample
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
-from pnn.io import expressions, ntuple, toy
+from pnn.io import expressions, ntuple, objects, toy
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class _Plan:
     event_number: str
     scale: float = 1.0
     sum_weights: float | None = None
+    reading: objects.Reading = field(default_factory=lambda: objects.Reading(set()))
 
 
 def events_path(cfg: Config) -> Path:
@@ -151,6 +152,10 @@ def sample_parts(sample: Sample, handles: dict, pairs: list[tuple[str, str | Non
     return groups
 
 
+_KIND_NAMES = {"jagged": "jagged branch", "array": "array branch",
+               "lorentz": "four-vector branch", "collection": "collection"}
+
+
 def _plans(cfg: Config, handles: dict, sample: Sample, label: int,
            pairs: list[tuple[str, str | None]], spectators: list[str]) -> list[_Plan]:
     weight = sample.weight or cfg.weight
@@ -164,14 +169,20 @@ def _plans(cfg: Config, handles: dict, sample: Sample, label: int,
     if selection:
         keyed["selection"] = selection
     needed: set[str] = set().union(*(expressions.branches(e, key=k) for k, e in keyed.items()))
+    attributes: set[str] = set().union(*(expressions.attributes(e) for e in keyed.values()))
     if sample.mass_branch:
         needed.add(sample.mass_branch)
     plans = []
     for name, parts in sample_parts(sample, handles, pairs).items():
-        for part in parts:
-            part.tree = ntuple.get_tree(handles[part.path], part.path, part.tree, needed)
         first = parts[0]
-        kinds = ntuple.branch_kinds(first.tree, needed - {ntuple.ENTRY})
+        first.tree = ntuple.get_tree(handles[first.path], first.path, first.tree, ())
+        reading = ntuple.resolve(first.tree, first.path, needed, attributes)
+        expressions.check_fields(keyed, reading.collections)
+        for part in parts:
+            part.tree = ntuple.get_tree(handles[part.path], part.path, getattr(
+                part.tree, "name", part.tree), reading.branches)
+        kinds = ntuple.branch_kinds(first.tree, reading.branches - {ntuple.ENTRY})
+        reading.lorentz = {b for b, k in kinds.items() if k in ("lorentz", "lorentz1")}
         where = f"sample '{name}' ('{first.path}' tree '{first.tree.name}')"
         for branch, kind in kinds.items():
             if kind == "object":
@@ -184,7 +195,11 @@ def _plans(cfg: Config, handles: dict, sample: Sample, label: int,
                 if users:
                     raise PnnError(f"{where}: branch '{branch}' holds strings: it can be a "
                                    f"spectator by its own name, never a feature ({users[0]!r})")
-        collections = {b for b, k in kinds.items() if k in ("jagged", "array")}
+        collections = {b for b, k in kinds.items() if k in ("jagged", "array", "lorentz")}
+        for coll, spec in reading.collections.items():
+            if any(kinds[b] in ("jagged", "array") for b in spec.coordinates.values()):
+                kinds[coll] = "collection"
+                collections.add(coll)
         labelled = [*(f"feature '{n}'" for n in features), *(f"spectator '{n}'" for n in specs),
                     "the weight", "the event number", "the selection"]
         for what, expr in zip(labelled, [*features.values(), *specs.values(), weight,
@@ -194,10 +209,12 @@ def _plans(cfg: Config, handles: dict, sample: Sample, label: int,
             bad = expressions.unreduced(expr, collections)
             if bad:
                 raise PnnError(
-                    f"{where}: {what} uses the {kinds[bad]} branch '{bad}' without a reduction: "
-                    f"use {bad}[0] (k-th object), count({bad}) or sum({bad})")
-        plans.append(_Plan(sample, name, label, parts, needed, collections, weight, selection,
-                           event_number))
+                    f"{where}: {what} uses the {_KIND_NAMES.get(kinds[bad], kinds[bad])} "
+                    f"'{bad}' without a reduction: use {bad}[0] (k-th object), count({bad}) "
+                    f"or sum({bad}{'.pt' if kinds[bad] in ('lorentz', 'collection') else ''})")
+        plans.append(_Plan(sample, name, label, parts, reading.branches,
+                           collections | reading.lorentz, weight, selection, event_number,
+                           reading=reading))
     return plans
 
 
@@ -243,7 +260,8 @@ def _chunk_table(cfg: Config, plan: _Plan, part: _Part, chunk: dict, spectators:
         name: column(name, cfg.expression(name), np.float32) for name in cfg.features}
     cols.update({name: column(name, cfg.expression(name), None) for name in spectators})
     cols["weight"] = column("weight", plan.weight, np.float64) * plan.scale
-    cols["event_number"] = column("event_number", plan.event_number, np.int64)
+    cols["event_number"] = _event_numbers(column("event_number", plan.event_number, None),
+                                          plan.event_number)
     m = len(cols["weight"])
     if plan.sample.mass_branch:
         cols["mass"] = column("mass", plan.sample.mass_branch, np.float64)
@@ -271,6 +289,15 @@ def _chunk_table(cfg: Config, plan: _Plan, part: _Part, chunk: dict, spectators:
                                                       dictionary)
     arrays["label"] = pa.array(np.full(m, plan.label, np.int8))
     return pa.table(arrays)
+
+
+def _event_numbers(values: np.ndarray, expr: str) -> np.ndarray:
+    """Event numbers as int64: NanoAOD's uint64 ``event`` fits (real event numbers stay far
+    below 2**63); a value beyond that would give a wrong fold."""
+    if values.dtype.kind == "u" and values.size and values.max() > np.iinfo(np.int64).max:
+        raise PnnError(f"event number '{expr}' has values beyond 2**63 - 1: use a branch "
+                       "with event numbers below that")
+    return values.astype(np.int64, copy=False)
 
 
 Groups = list[tuple[int, list[Sample]]]
@@ -414,8 +441,9 @@ def _read(cfg: Config, plan: _Plan, code: int, spectators: list[str], dictionary
     weighted = 0.0
     non_finite: dict[str, int] = {}
     for part in plan.parts:
-        for chunk in ntuple.iterate([part.tree], plan.branches, ntuple.STEP_SIZE,
-                                    awkward=plan.collections):
+        for raw in ntuple.iterate([part.tree], plan.branches, ntuple.STEP_SIZE,
+                                  awkward=plan.collections):
+            chunk = objects.assemble(raw, plan.reading)
             read += len(chunk[min(chunk)])
             table = _chunk_table(cfg, plan, part, chunk, spectators, code, dictionary, non_finite)
             if table is not None and table.num_rows:

@@ -114,3 +114,33 @@ def test_ingest_of_a_damaged_ntuple_is_one_line_and_keeps_the_events_table(work)
     assert "background.root" in line and "damaged" in line
     assert snapshot(work / "runs") == before
     assert leftovers(work) == []
+
+
+def test_one_bad_file_among_many_is_named_before_anything_is_written(work) -> None:
+    damage_tree_metadata(work / BACKGROUND, work / "ntuples" / "broken.root")
+    before = snapshot(work)
+    res = CliRunner().invoke(main, ["apply", "config.yaml", "-i", "ntuples/*.root",
+                                    "-o", "fresh"])
+    line = one_line_error(res)
+    assert "broken.root" in line and "damaged" in line
+    assert snapshot(work) == before
+    assert not (work / "fresh").exists() or not any((work / "fresh").iterdir())
+    assert leftovers(work) == []
+
+
+def test_keep_going_scores_the_rest_and_lists_the_failures(work) -> None:
+    damage_tree_metadata(work / BACKGROUND, work / "ntuples" / "broken.root")
+    (work / "ntuples" / "empty.root").write_bytes(b"")
+    res = CliRunner().invoke(main, ["apply", "config.yaml", "-i", "ntuples/*.root",
+                                    "-o", "fresh", "--keep-going"])
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    lines = res.output.strip().splitlines()
+    failed = [x for x in lines if x.startswith("pnn: failed: ")]
+    assert len(failed) == 2
+    assert "broken.root" in failed[0] and "empty.root" in failed[1]
+    assert lines[-1] == ("pnn: error: 2 of 4 inputs failed (listed above); the others were "
+                         "scored")
+    assert sorted(p.name for p in (work / "fresh").iterdir()) == ["background_pnn.root",
+                                                                  "signal_pnn.root"]
+    assert leftovers(work) == []

@@ -19,7 +19,7 @@ def test_branches_excludes_functions() -> None:
 
 @pytest.mark.parametrize(
     "expr",
-    ["__import__('os')", "a.real", "lambda: 1", "[1, 2]", "open('f')", "'text'", "a[b]"],
+    ["__import__('os')", "a.__class__", "a.real()", "lambda: 1", "[1, 2]", "open('f')", "'text'", "a[b]"],
 )
 def test_anything_else_is_refused(expr: str) -> None:
     with pytest.raises(PnnError, match=r"not allowed|not valid"):
