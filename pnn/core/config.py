@@ -275,24 +275,24 @@ class Training(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     nesterov: bool = Field(True, description="Nesterov momentum")
     schedule: Literal["inverse_time", "plateau"] = Field(
-        "inverse_time", description="learning-rate schedule: inverse_time, lr / (1 + decay * step); "
+        "plateau", description="learning-rate schedule: inverse_time, lr / (1 + decay * step); "
         "plateau, lr times plateau_factor whenever the validation loss has not improved by "
         "min_delta for plateau_patience epochs")
     decay: float = Field(1e-4, ge=0, description="lr(t) = lr / (1 + decay * step) (inverse_time)")
     plateau_factor: float = Field(0.5, gt=0, lt=1, description="learning-rate factor (plateau)")
     plateau_patience: int = Field(
-        3, gt=0, description="epochs without improvement before the learning rate drops (plateau)")
+        4, gt=0, description="epochs without improvement before the learning rate drops (plateau)")
     min_delta: float = Field(
-        1e-4, ge=0, lt=1, description="relative fall of the validation loss that counts as an "
+        2e-4, ge=0, lt=1, description="relative fall of the validation loss that counts as an "
         "improvement, for early stopping and the plateau schedule")
     ema: float = Field(
         0.0, ge=0, lt=1, description="momentum of an exponential moving average of the weights, "
         "swapped in after every epoch (0: off)"
     )
     batch_size: int = Field(1024, gt=0, description="events per gradient step")
-    epochs: int = Field(150, gt=0, description="maximum number of epochs")
+    epochs: int = Field(200, gt=0, description="maximum number of epochs")
     patience: int = Field(
-        20, gt=0, description="early stopping: epochs without an improvement of min_delta")
+        12, gt=0, description="early stopping: epochs without an improvement of min_delta")
 
     @field_validator("layers")
     @classmethod

@@ -36,7 +36,8 @@ def test_sgd_with_nesterov_momentum_and_inverse_time_decay(keras) -> None:
     from pnn.learn.model import build_model, compile_model
 
     net = build_model(4, [8], "relu", seed=1)
-    compile_model(net, Training(learning_rate=0.1, momentum=0.9, nesterov=True, decay=1e-3))
+    compile_model(net, Training(learning_rate=0.1, momentum=0.9, nesterov=True, decay=1e-3,
+                                schedule="inverse_time"))
     opt = net.optimizer
     assert isinstance(opt, keras.optimizers.SGD)
     assert opt.nesterov and opt.momentum == pytest.approx(0.9)

@@ -88,7 +88,8 @@ def test_plateau_schedule_lowers_the_rate_and_stops_early(toy_events, tmp_path) 
 
 def test_inverse_time_schedule_records_the_decaying_rate(toy_events, tmp_path) -> None:
     cfg, events = toy_events
-    training = cfg.training.model_copy(update={"epochs": 2, "layers": [8], "decay": 0.01})
+    training = cfg.training.model_copy(update={"epochs": 2, "layers": [8], "decay": 0.01,
+                                              "schedule": "inverse_time"})
     cfg = cfg.model_copy(update={"training": training})
     pnn_train.train_fold(cfg, pnn_train.training_events(cfg, events), 0, tmp_path)
     rates = pd.read_csv(tmp_path / "fold0.history.csv")["learning_rate"].to_numpy()
