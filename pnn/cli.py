@@ -34,7 +34,12 @@ output_opt = click.option(
 
 
 def _load(config: str, output_dir: str | None) -> Config:
-    return load_config(config, {"output_dir": output_dir})
+    """The config, its ``plots`` section made the style of every plot this command draws."""
+    from pnn.show import style
+
+    cfg = load_config(config, {"output_dir": output_dir})
+    style.use(style.Style.of(cfg))
+    return cfg
 
 
 _SIGNALS: list[int] = []  # signals received by this command, in order
