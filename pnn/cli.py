@@ -171,6 +171,16 @@ def do_train(cfg: Config, folds: tuple[int, ...] = ()) -> None:
     click.echo(f"models in {res.model_dir}")
 
 
+def do_inspect(cfg: Config) -> None:
+    from pnn.stats import inspect
+
+    res = inspect.inspect(cfg)
+    best = res.separation.sort_values("separation", ascending=False).head(1)
+    top = "".join(f", best separation {r.separation:.3f} ({r.feature} at {r.mass:g} GeV)"
+                  for r in best.itertuples())
+    click.echo(f"wrote {len(res.plots)} input plots to {res.directory}{top}")
+
+
 def do_evaluate(cfg: Config, masses: tuple[float, ...] = (),
                 allow_extrapolation: bool | None = None) -> None:
     from pnn.io import ingest
@@ -260,6 +270,15 @@ def ingest(config: str, output_dir: str | None, shard: str | None, merge: bool) 
 def train(config: str, output_dir: str | None, folds: tuple[int, ...]) -> None:
     """Train one parametrised network per fold."""
     do_train(_load(config, output_dir), folds)
+
+
+@main.command("inspect")
+@config_arg
+@output_opt
+@_stage
+def inspect_inputs(config: str, output_dir: str | None) -> None:
+    """Input diagnostics: feature distributions (raw and scaled), correlations, separation."""
+    do_inspect(_load(config, output_dir))
 
 
 @main.command()
@@ -573,12 +592,14 @@ def job_run_collect(job_dir: str) -> None:
 @output_opt
 @_stage
 def run(config: str, output_dir: str | None) -> None:
-    """Run every stage: generate (if configured), ingest, train, evaluate, limits, report."""
+    """Run every stage: generate (if configured), ingest, train, inspect, evaluate, limits,
+    report."""
     cfg = _load(config, output_dir)
     if cfg.generate is not None:
         do_generate(cfg)
     do_ingest(cfg)
     do_train(cfg)
+    do_inspect(cfg)
     do_evaluate(cfg)
     do_limits(cfg)
     do_report(cfg)

@@ -739,3 +739,94 @@ def cls_scan(
     """
     _save(_cls_figure(mus, cls_expected, bands=bands, cls_observed=cls_observed, cl=cl,
                       limit=limit, title=title, style=style), path, style)
+
+
+# Input diagnostics (pnn inspect): feature distributions, correlations, separation.
+
+def feature_distribution(
+    edges: np.ndarray, backgrounds: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    signals: Mapping[float, tuple[np.ndarray, np.ndarray]], path: Path, *, xlabel: str,
+    data: np.ndarray | None = None, shown: np.ndarray | None = None, style: Style | None = None,
+) -> None:
+    """One input feature: backgrounds stacked (per process, with their MC stat. band), the
+    signal of every mass overlaid as a line, data as points in the bins ``shown`` (the rest
+    blinded, said in the legend). Each histogram is (sum of weights, sum of squared weights)."""
+    style = _style(style)
+    edges = np.asarray(edges, dtype=float)
+    n = len(edges) - 1
+    names, rows, total, unc = _stack(backgrounds, n)
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(10, 8))
+        colours = [BACKGROUND_COLOURS[i % len(BACKGROUND_COLOURS)] for i in range(len(names))]
+        mplhep.histplot(list(rows), bins=edges, stack=True, histtype="fill", label=names,
+                        color=colours, edgecolor="0.3", lw=0.5, ax=ax)
+        ax.stairs(total + unc, edges, baseline=np.clip(total - unc, 0, None), fill=True,
+                  facecolor="none", edgecolor="0.3", hatch="////", lw=0, label="bkg. MC stat. unc.")
+        cmap = plt.get_cmap("viridis")
+        for i, (mass, (counts, _)) in enumerate(sorted(signals.items())):
+            ax.stairs(counts, edges, color=cmap(i / max(len(signals) - 1, 1)), lw=2,
+                      label=f"signal {mass:g} GeV")
+        if data is not None:
+            shown = np.ones(n, bool) if shown is None else np.asarray(shown, bool)
+            centres = 0.5 * (edges[1:] + edges[:-1])
+            lo, hi = _poisson_interval(data)
+            ax.errorbar(centres[shown], data[shown], yerr=((data - lo)[shown], (hi - data)[shown]),
+                        fmt="o", color="k", ms=4, label="data")
+            if not shown.all():
+                ax.plot([], [], " ", label=f"data blinded in {int((~shown).sum())} signal bins")
+        positive = np.concatenate([total[total > 0]] + [c[c > 0] for c, _ in signals.values()])
+        ax.set_yscale("log")
+        if len(positive):  # room above the tallest bin for the legend
+            low = max(positive.min(), positive.max() * 1e-6)
+            ax.set_ylim(0.5 * low, positive.max() * (positive.max() / (0.5 * low)) ** 0.6)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("events / bin")
+        experiment_label(ax, style)
+        ax.legend(fontsize="xx-small", ncol=3, loc="upper right")
+        _save(fig, path, style)
+
+
+def correlation_matrix(matrix: np.ndarray, names: list[str], path: Path, *, title: str,
+                       style: Style | None = None) -> None:
+    """A linear correlation matrix in percent, TMVA style: coloured cells with their values."""
+    style = _style(style)
+    m = 100 * np.asarray(matrix, dtype=float)
+    k = len(names)
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(2.2 + 1.3 * k, 1.6 + 1.2 * k))
+        image = ax.imshow(m, cmap="RdBu_r", vmin=-100, vmax=100, origin="lower")
+        for i in range(k):
+            for j in range(k):
+                if np.isfinite(m[i, j]):
+                    ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize="x-small",
+                            color="white" if abs(m[i, j]) > 60 else "black")
+        ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize="x-small")
+        ax.set_yticks(range(k), names, fontsize="x-small")
+        ax.minorticks_off()
+        fig.colorbar(image, ax=ax, label=title)
+        experiment_label(ax, style)
+        _save(fig, path, style)
+
+
+def separation_map(table: pd.DataFrame, path: Path, *, style: Style | None = None) -> None:
+    """TMVA separation <S^2> of each feature (rows) at each mass (columns), with its value."""
+    style = _style(style)
+    wide = table.pivot(index="feature", columns="mass", values="separation")
+    wide = wide.reindex(list(dict.fromkeys(table["feature"])))
+    values = wide.to_numpy(dtype=float)
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(3 + 1.1 * values.shape[1], 2 + 0.9 * values.shape[0]))
+        image = ax.imshow(values, cmap="viridis", vmin=0, vmax=max(np.nanmax(values), 1e-3),
+                          aspect="auto")
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize="xx-small",
+                        color="white" if values[i, j] < 0.6 * np.nanmax(values) else "black")
+        ax.set_xticks(range(values.shape[1]), [f"{m:g}" for m in wide.columns], fontsize="x-small")
+        ax.set_yticks(range(values.shape[0]), list(wide.index), fontsize="x-small")
+        ax.minorticks_off()
+        ax.set_xlabel("signal mass [GeV]")
+        fig.colorbar(image, ax=ax, label=r"separation $\langle S^2 \rangle$")
+        experiment_label(ax, style)
+        _save(fig, path, style)

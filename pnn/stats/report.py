@@ -165,6 +165,7 @@ def stage_states(cfg: Config) -> list[StageState]:
         ("ingest", events_path(cfg).exists() or (run / "events.d").is_dir(),
          lambda: events_identity(cfg)),
         ("train", (run / "model" / "metadata.json").exists(), lambda: require_model(cfg)),
+        ("inspect", (run / "inputs" / "inputs.json").exists(), lambda: _require_inputs(cfg)),
         ("evaluate", any((run / "evaluate").glob("m*/metrics.json")), lambda: evaluated(cfg)),
         ("report", (run / "summary.json").exists(), lambda: _require_summary(cfg)),
     ]
@@ -180,6 +181,12 @@ def stage_states(cfg: Config) -> list[StageState]:
         else:
             out.append(StageState(stage, "current", ""))
     return out
+
+
+def _require_inputs(cfg: Config) -> None:
+    from pnn.stats.inspect import require_inputs
+
+    require_inputs(cfg)
 
 
 def _require_summary(cfg: Config) -> None:
