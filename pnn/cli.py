@@ -200,7 +200,8 @@ def do_report(cfg: Config) -> None:
     click.echo(rep.markdown)
     for w in rep.warnings:
         click.echo(f"warning: {w}")
-    click.echo(f"wrote {rep.paths['json']}, {rep.paths['csv']} and {rep.paths['plot']}")
+    click.echo(f"wrote {rep.paths['json']}, {rep.paths['csv']}, {rep.paths['plot']} and "
+               f"{rep.paths['html']}")
 
 
 def do_limits(cfg: Config, masses: tuple[float, ...] = (), methods: tuple[str, ...] = (),
