@@ -65,11 +65,15 @@ def _context(style: Style):
 
 
 def experiment_label(ax: plt.Axes, style: Style, *, lumi: float | None = None) -> None:
-    """The experiment label above the axes: name and text left, luminosity and energy right."""
+    """The experiment label above the axes: name and text left, luminosity and energy right,
+    sized to the axes so the two never overlap."""
     if lumi is not None:
         style = replace(style, luminosity=lumi)
     exp = "" if style.experiment == "none" else style.experiment
-    mplhep.label.exp_label(exp=exp, llabel=style.label, rlabel=style.right_label(), loc=0, ax=ax)
+    width = ax.get_position().width * ax.figure.get_figwidth()  # inches
+    size = float(np.clip(2.2 * width, 11, 20))
+    mplhep.label.exp_label(exp=exp, llabel=style.label, rlabel=style.right_label(), loc=0, ax=ax,
+                           fontsize=size)
 
 
 def _save(fig: plt.Figure, path: Path, style: Style | None = None) -> None:
