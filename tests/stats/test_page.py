@@ -57,7 +57,9 @@ def _browser(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess
 def report_page(tmp_path_factory) -> Path:
     """report.html of a tiny toy run (ingest, train, inspect, evaluate, report)."""
     tmp = tmp_path_factory.mktemp("page")
-    cfg = toy_config(tmp, signal_events=300, background_events=3000, epochs=1,
+    # few masses and features: every plot costs, and the page only needs one of each kind
+    cfg = toy_config(tmp, masses=(500, 1000), offgrid=(750,), signal_events=300,
+                     background_events=3000, epochs=1, features=["FourBodyMass", "sT", "Btag"],
                      plots={"experiment": "ATLAS", "label": "Simulation Internal"})
     g = cfg["generate"]
     toy.write(g["output"], g["masses"] + g["offgrid_masses"], g["signal_events"],
@@ -72,7 +74,7 @@ def report_page(tmp_path_factory) -> Path:
 def test_report_page_is_self_contained(report_page: Path) -> None:
     html = report_page.read_text()
     sources = re.findall(r'<img src="([^"]*)"', html)
-    assert len(sources) > 20 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) > 12 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing from the network
     for section in ("summary-table", "separation-table", "sanity-table", "training-table",
                     "provenance-table"):
@@ -90,11 +92,11 @@ def test_report_page_renders_in_headless_chromium(report_page: Path, tmp_path: P
     body = re.search(r"<body[^>]*>", dom.stdout)
     assert body, dom.stdout[:500]
     attrs = dict(re.findall(r'data-([a-z-]+)="(\d+)"', body.group(0)))
-    assert int(attrs["images"]) > 20
+    assert int(attrs["images"]) > 12
     assert attrs["broken"] == "0"
-    assert attrs["summary-rows"] == "4"  # 500, 750 (never trained on), 1000, 1500 GeV
+    assert attrs["summary-rows"] == "3"  # 500, 750 (never trained on) and 1000 GeV
     rows = re.findall(r'<tr class="(trained|offgrid)" data-mass="([^"]+)"', dom.stdout)
-    assert [m for _, m in rows] == ["500", "750", "1000", "1500"] and rows[1][0] == "offgrid"
+    assert [m for _, m in rows] == ["500", "750", "1000"] and rows[1][0] == "offgrid"
 
     shot = tmp_path / "page.png"
     res = _browser(exe, tmp_path / "profile-shot", "--window-size=1280,2400",
