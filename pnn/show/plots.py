@@ -71,7 +71,7 @@ def experiment_label(ax: plt.Axes, style: Style, *, lumi: float | None = None) -
         style = replace(style, luminosity=lumi)
     exp = "" if style.experiment == "none" else style.experiment
     width = ax.get_position().width * ax.figure.get_figwidth()  # inches
-    size = float(np.clip(2.2 * width, 11, 20))
+    size = float(np.clip(2.9 * width, 12, 22))
     mplhep.label.exp_label(exp=exp, llabel=style.label, rlabel=style.right_label(), loc=0, ax=ax,
                            fontsize=size)
 
@@ -321,7 +321,10 @@ def summary(table: pd.DataFrame, path: Path, style: Style | None = None) -> None
             else:
                 ax.set_ylabel("Asimov Z")
             experiment_label(ax, style)
-            ax.legend(fontsize="x-small")
+            handles, labels = ax.get_legend_handles_labels()  # error bars would come last
+            order = [*LABELS.values(), "not trained on"]
+            pairs = sorted(zip(handles, labels, strict=True), key=lambda hl: order.index(hl[1]))
+            ax.legend(*zip(*pairs, strict=True), fontsize="x-small")
             _ratio_panel(rax, table, key, mass, has_optimal)
             rax.set_xlabel("mass hypothesis [GeV]")
         _save(fig, path, style)
