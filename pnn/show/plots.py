@@ -12,7 +12,7 @@ from typing import Protocol
 import matplotlib
 
 matplotlib.use("Agg")
-import boost_histogram as bh
+import hist
 import matplotlib.pyplot as plt
 import mplhep
 import numpy as np
@@ -115,10 +115,10 @@ def _bounded(ax: plt.Axes, effs: list[np.ndarray], axis: str) -> bool:
 
 def weighted_histogram(values: np.ndarray, weights: np.ndarray,
                        edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of weights and of squared weights per bin (boost-histogram, Weight storage);
+    """Sum of weights and of squared weights per bin (hist, Weight storage);
     values outside the edges count in the first or last bin, so no event is lost."""
     edges = np.asarray(edges, dtype=np.float64)
-    h = bh.Histogram(bh.axis.Variable(edges), storage=bh.storage.Weight())
+    h = hist.Hist(hist.axis.Variable(edges), storage=hist.storage.Weight())
     inside = np.clip(np.asarray(values, dtype=np.float64), edges[0],
                      np.nextafter(edges[-1], edges[0]))
     h.fill(inside, weight=np.asarray(weights, dtype=np.float64))

@@ -357,3 +357,10 @@ def test_detuning_legend_explains_the_width(tmp_path: Path) -> None:
         plots._save = original
     texts = [t.get_text() for t in captured["fig"].axes[0].get_legend().get_texts()]
     assert any("width" in t and "75" in t and "peak" in t for t in texts)
+
+
+def test_weighted_histogram_keeps_every_event_in_range() -> None:
+    sumw, sumw2 = plots.weighted_histogram(np.array([0.0, 0.5, 1.0, 2.0, -1.0]),
+                                           np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([0, 0.5, 1.0]))
+    np.testing.assert_allclose(sumw, [6.0, 9.0])  # below the range to the first bin, 1 and above to the last
+    np.testing.assert_allclose(sumw2, [26.0, 29.0])
