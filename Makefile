@@ -22,8 +22,9 @@ SUMMARY := $(RUN)/summary.json
 STUDY := $(RUN)/study/study.md
 EXPORTED := $(RUN)/export/pnn_onnx.json
 LIMITS := $(RUN)/limits/limits.json
+INSPECTED := $(RUN)/inputs/inputs.json
 
-.PHONY: install demo test test-slurm lint data ingest train evaluate limits report study export submit status clean benchmark
+.PHONY: install demo test test-slurm lint data ingest train inspect evaluate limits report study export submit status clean benchmark
 .DELETE_ON_ERROR:
 
 install: $(INSTALLED)
@@ -35,7 +36,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 # The whole chain on the embedded toy; always ends by printing the summary table.
-demo: $(LIMITS)
+demo: $(LIMITS) $(INSPECTED)
 	$(PNN) report $(CONFIG)
 
 # Under CI=true this includes the jobs on a real one-node Slurm (tests/test_slurm.py).
@@ -52,6 +53,7 @@ lint: $(INSTALLED)
 data: $(DATA)
 ingest: $(EVENTS)
 train: $(MODEL)
+inspect: $(INSPECTED)
 evaluate: $(EVALUATED)
 limits: $(LIMITS)
 report: $(SUMMARY)
@@ -69,6 +71,10 @@ $(EVENTS): $(CONFIG) $(DATA) | $(INSTALLED)
 $(MODEL): $(EVENTS) $(CONFIG)
 	$(PNN) train $(CONFIG)
 
+# Input diagnostics: distributions (raw and as the fold-0 scaler gives them), correlations.
+$(INSPECTED): $(EVENTS) $(MODEL) $(CONFIG)
+	$(PNN) inspect $(CONFIG)
+
 $(EVALUATED): $(MODEL) $(EVENTS) $(CONFIG)
 	$(PNN) evaluate $(CONFIG)
 
@@ -82,7 +88,10 @@ evaluate-%: $(RUN)/evaluate/m%/metrics.json ;
 $(RUN)/evaluate/m%/metrics.json: $(MODEL) $(EVENTS) $(CONFIG)
 	$(PNN) evaluate $(CONFIG) --mass $*
 
-$(SUMMARY): $(EVALUATED) $(wildcard $(RUN)/evaluate/m*/metrics.json) $(wildcard $(LIMITS))
+# summary.json and report.html: everything the page shows (inputs, model, per-mass outputs,
+# limits when they exist)
+$(SUMMARY): $(EVALUATED) $(INSPECTED) $(MODEL) $(CONFIG) $(wildcard $(RUN)/evaluate/m*/metrics.json) \
+		$(wildcard $(RUN)/evaluate/sanity.json) $(wildcard $(LIMITS))
 	$(PNN) report $(CONFIG)
 
 # Templates, workspaces and CLs limits of every evaluated mass, then limits.json and the Brazil plot.

@@ -34,7 +34,12 @@ output_opt = click.option(
 
 
 def _load(config: str, output_dir: str | None) -> Config:
-    return load_config(config, {"output_dir": output_dir})
+    """The config, its ``plots`` section made the style of every plot this command draws."""
+    from pnn.show import style
+
+    cfg = load_config(config, {"output_dir": output_dir})
+    style.use(style.Style.of(cfg))
+    return cfg
 
 
 _SIGNALS: list[int] = []  # signals received by this command, in order
@@ -166,6 +171,16 @@ def do_train(cfg: Config, folds: tuple[int, ...] = ()) -> None:
     click.echo(f"models in {res.model_dir}")
 
 
+def do_inspect(cfg: Config) -> None:
+    from pnn.stats import inspect
+
+    res = inspect.inspect(cfg)
+    best = res.separation.sort_values("separation", ascending=False).head(1)
+    top = "".join(f", best separation {r.separation:.3f} ({r.feature} at {r.mass:g} GeV)"
+                  for r in best.itertuples())
+    click.echo(f"wrote {len(res.plots)} input plots to {res.directory}{top}")
+
+
 def do_evaluate(cfg: Config, masses: tuple[float, ...] = (),
                 allow_extrapolation: bool | None = None) -> None:
     from pnn.io import ingest
@@ -185,7 +200,8 @@ def do_report(cfg: Config) -> None:
     click.echo(rep.markdown)
     for w in rep.warnings:
         click.echo(f"warning: {w}")
-    click.echo(f"wrote {rep.paths['json']}, {rep.paths['csv']} and {rep.paths['plot']}")
+    click.echo(f"wrote {rep.paths['json']}, {rep.paths['csv']}, {rep.paths['plot']} and "
+               f"{rep.paths['html']}")
 
 
 def do_limits(cfg: Config, masses: tuple[float, ...] = (), methods: tuple[str, ...] = (),
@@ -255,6 +271,15 @@ def ingest(config: str, output_dir: str | None, shard: str | None, merge: bool) 
 def train(config: str, output_dir: str | None, folds: tuple[int, ...]) -> None:
     """Train one parametrised network per fold."""
     do_train(_load(config, output_dir), folds)
+
+
+@main.command("inspect")
+@config_arg
+@output_opt
+@_stage
+def inspect_inputs(config: str, output_dir: str | None) -> None:
+    """Input diagnostics: feature distributions (raw and scaled), correlations, separation."""
+    do_inspect(_load(config, output_dir))
 
 
 @main.command()
@@ -578,12 +603,14 @@ def job_run_collect(job_dir: str) -> None:
 @output_opt
 @_stage
 def run(config: str, output_dir: str | None) -> None:
-    """Run every stage: generate (if configured), ingest, train, evaluate, limits, report."""
+    """Run every stage: generate (if configured), ingest, train, inspect, evaluate, limits,
+    report."""
     cfg = _load(config, output_dir)
     if cfg.generate is not None:
         do_generate(cfg)
     do_ingest(cfg)
     do_train(cfg)
+    do_inspect(cfg)
     do_evaluate(cfg)
     do_limits(cfg)
     do_report(cfg)

@@ -39,7 +39,7 @@ def test_make_pipeline_is_incremental(tmp_path: Path) -> None:
     time.sleep(1.1)
     os.utime(cfg)  # an edited config
     plan = make("-n", "report").stdout
-    assert all(verb in plan for verb in ("generate", "ingest", "train", "evaluate", "report"))
+    assert all(verb in plan for verb in ("generate", "ingest", "train", "inspect", "evaluate", "report"))
     assert make("-n", "evaluate-1000").stdout.count("--mass 1000") == 1
     assert (run / "evaluate" / "m1000" / "metrics.json").stat().st_mtime == before
 

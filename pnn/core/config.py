@@ -447,6 +447,28 @@ class Limits(_Strict):
         return self
 
 
+class Plots(_Strict):
+    """The look of every figure: experiment label, centre-of-mass energy, luminosity, formats."""
+
+    experiment: Literal["ATLAS", "CMS", "none"] = Field(
+        "none", description="experiment name and mplhep style of the label: ATLAS, CMS or none")
+    label: str = Field("Simulation Internal", description="text beside the experiment name")
+    com: float | None = Field(13.6, gt=0, description="centre-of-mass energy in TeV on the "
+                              "label; null leaves it out")
+    luminosity: float | None = Field(
+        None, gt=0, description="fb^-1 on the label; default: the top-level luminosity")
+    formats: list[Literal["png", "pdf"]] = Field(
+        ["png"], description="files written per plot: [png] or [png, pdf]")
+
+    @field_validator("formats")
+    @classmethod
+    def _png_first(cls, v: list[str]) -> list[str]:
+        if "png" not in v or len(set(v)) != len(v):
+            raise ValueError("formats must include png (the report embeds it) and not repeat, "
+                             "e.g. [png, pdf]")
+        return v
+
+
 class Cluster(_Strict):
     """Batch resources for ``pnn submit``; each key can be overridden on its command line."""
 
@@ -493,6 +515,7 @@ class Config(_Strict):
     study: Study = Study()
     apply: Apply = Apply()
     limits: Limits = Limits()
+    plots: Plots = Plots()
     cluster: Cluster = Cluster()
 
     @field_validator("name")

@@ -28,7 +28,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "ingest": _INGEST,
     "train": _TRAIN,
     "evaluate": (*_TRAIN, "evaluation"),
-    "report": (*_TRAIN, "evaluation"),
+    "report": (*_TRAIN, "evaluation", "plots"),
+    # input diagnostics: the table, the fold-0 scaler (via the model), data and its blinding
+    "inspect": (*_INGEST, "samples.data", "limits.observed", "plots"),
     "study": (*_TRAIN, "evaluation", "study"),
     "export": _TRAIN,
     "apply": (*_TRAIN, "apply"),
@@ -39,7 +41,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 # The verb that rebuilds the output of each stage.
 VERB = {"ingest": "ingest", "train": "train", "evaluate": "evaluate", "report": "report",
         "study": "study all", "export": "export", "apply": "apply", "limits": "limits",
-        "variations": "limits"}
+        "variations": "limits", "inspect": "inspect"}
 
 
 def _hash(value: Any) -> str:

@@ -1,15 +1,18 @@
-"""Plots (matplotlib with the mplhep ROOT style), each saved atomically as PNG."""
+"""Plots (matplotlib with the mplhep styles), each labelled with the experiment of the
+config's ``plots`` section and saved atomically as PNG (and PDF on request)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 import matplotlib
 
 matplotlib.use("Agg")
+import hist
 import matplotlib.pyplot as plt
 import mplhep
 import numpy as np
@@ -17,6 +20,7 @@ import pandas as pd
 from scipy.stats import chi2
 
 from pnn.core.atomic import atomic_path
+from pnn.show.style import Style, current
 
 log = logging.getLogger(__name__)
 
@@ -39,135 +43,348 @@ class CutScan(Protocol):
 # The ROOT style names a cursive font that most machines lack; matplotlib falls back quietly.
 logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
-COLOURS = {"pnn": "C0", "optimal": "k", "window": "C1"}
+# Fixed colours, so that a method looks the same in every experiment style.
+COLOURS = {"pnn": "#1f77b4", "optimal": "k", "window": "#ff7f0e"}
+SIGNAL_COLOUR, BACKGROUND_COLOUR, MARK_COLOUR = "#1f77b4", "#d62728", "#d62728"
 LABELS = {"pnn": "PNN", "optimal": "optimal (likelihood ratio)", "window": "mass window"}
+# Efficiencies are ratios of weight sums: with all weights positive they lie in [0, 1] up to
+# rounding; beyond that only negative weights can take them above 1.
+ROUNDING = 1e-9
+NEGATIVE_WEIGHTS_NOTE = ("efficiency > 1: below the cut, events with negative weights\n"
+                         "outweigh the positive ones (legitimate with signed weights)")
+MPLHEP_STYLES = {"ATLAS": mplhep.style.ATLAS, "CMS": mplhep.style.CMS}
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+def _style(style: Style | None) -> Style:
+    return current() if style is None else style
+
+
+def _context(style: Style):
+    """The mplhep style of the experiment (ROOT's without one), for drawing and saving."""
+    return plt.style.context(MPLHEP_STYLES.get(style.experiment, mplhep.style.ROOT))
+
+
+def experiment_label(ax: plt.Axes, style: Style, *, lumi: float | None = None) -> None:
+    """The experiment label above the axes: name and text left, luminosity and energy right,
+    sized to the axes so the two never overlap."""
+    if lumi is not None:
+        style = replace(style, luminosity=lumi)
+    exp = "" if style.experiment == "none" else style.experiment
+    width = ax.get_position().width * ax.figure.get_figwidth()  # inches
+    size = float(np.clip(2.9 * width, 12, 22))
+    mplhep.label.exp_label(exp=exp, llabel=style.label, rlabel=style.right_label(), loc=0, ax=ax,
+                           fontsize=size)
+
+
+def _save(fig: plt.Figure, path: Path, style: Style | None = None) -> None:
+    """Save ``path`` (PNG) and the same figure in every other format of the style."""
+    path = Path(path)
+    for fmt in _style(style).formats:
+        target = path if path.suffix == f".{fmt}" else path.with_suffix(f".{fmt}")
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
-def _finish(fig: plt.Figure, ax: plt.Axes, title: str, path: Path) -> None:
-    """Title, legend and atomic save, common to every single-panel plot."""
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    _save(fig, path)
+def _finish(fig: plt.Figure, ax: plt.Axes, title: str, path: Path, style: Style) -> None:
+    """Label, legend (titled) and save, common to every single-panel plot."""
+    experiment_label(ax, style)
+    ax.legend(fontsize="small", title=title or None, title_fontsize="small")
+    _save(fig, path, style)
 
 
-def _figure() -> tuple[plt.Figure, plt.Axes]:
-    with plt.style.context(mplhep.style.ROOT):
-        fig, ax = plt.subplots(figsize=(7, 5.5))
-    return fig, ax
+def efficiency(passed: np.ndarray, total: float) -> np.ndarray:
+    """``passed / total``, rounding above 1 (or below 0) removed; a real excursion beyond
+    [0, 1] (negative weights) is kept so that the plot can say so."""
+    eff = np.asarray(passed, dtype=np.float64) / (total if total != 0 else 1.0)
+    near = (np.abs(eff - 1) < ROUNDING) | (np.abs(eff) < ROUNDING)
+    return np.where(near, np.clip(eff, 0.0, 1.0), eff)
 
 
-def loss_curve(history: pd.DataFrame, path: Path, title: str = "") -> None:
-    """Training and validation loss against epoch, the kept (best) epoch marked."""
-    fig, ax = _figure()
-    ax.plot(history["epoch"], history["loss"], "o-", label="training")
-    ax.plot(history["epoch"], history["val_loss"], "s-", label="validation")
-    best = history["epoch"].iloc[int(history["val_loss"].to_numpy().argmin())]
-    ax.axvline(best, color="0.5", ls=":", label=f"best epoch {best} (weights kept)")
-    later = history[["loss", "val_loss"]].to_numpy()[1:]
-    if len(later) > 2:  # the first epoch would squash the rest of the curve
-        lo, hi = float(later.min()), float(later.max())
-        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("weighted binary cross-entropy")
-    _finish(fig, ax, title, path)
+def _bounded(ax: plt.Axes, effs: list[np.ndarray], axis: str) -> bool:
+    """Keep an efficiency axis within [0, 1], or note on the plot why it cannot be."""
+    top = max((float(np.nanmax(e)) for e in effs if len(e)), default=1.0)
+    beyond = top > 1 + ROUNDING
+    if beyond:
+        ax.text(0.03, 0.03, NEGATIVE_WEIGHTS_NOTE, transform=ax.transAxes, fontsize="xx-small",
+                color=MARK_COLOUR, va="bottom")
+    if axis == "x":
+        ax.set_xlim(0, max(1.0, top))
+    return beyond
+
+
+def weighted_histogram(values: np.ndarray, weights: np.ndarray,
+                       edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of weights and of squared weights per bin (hist, Weight storage);
+    values outside the edges count in the first or last bin, so no event is lost."""
+    edges = np.asarray(edges, dtype=np.float64)
+    h = hist.Hist(hist.axis.Variable(edges), storage=hist.storage.Weight())
+    inside = np.clip(np.asarray(values, dtype=np.float64), edges[0],
+                     np.nextafter(edges[-1], edges[0]))
+    h.fill(inside, weight=np.asarray(weights, dtype=np.float64))
+    view = h.view()
+    return np.asarray(view.value), np.asarray(view.variance)
+
+
+def _normalised(values: np.ndarray, weights: np.ndarray,
+                edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A weighted histogram as a density (unit area) and its statistical uncertainty."""
+    sumw, sumw2 = weighted_histogram(values, weights, edges)
+    area = sumw.sum() * np.diff(edges)
+    area = np.where(area != 0, area, 1.0)
+    return sumw / area, np.sqrt(sumw2) / np.abs(area)
+
+
+def loss_curve(history: pd.DataFrame, path: Path, title: str = "", style: Style | None = None,
+               best_epoch: int | None = None) -> None:
+    """Training and validation loss against epoch over their full range (log axis), the kept
+    (best) epoch marked, and the learning rate on a second axis when the history has it."""
+    style = _style(style)
+    epochs = history["epoch"].to_numpy()
+    val = history["val_loss"].to_numpy(np.float64)
+    if best_epoch is None:
+        best_epoch = int(epochs[int(np.nanargmin(val))])
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(11, 7))
+        ax.plot(epochs, history["loss"], "o-", ms=3, label="training")
+        ax.plot(epochs, val, "s-", ms=3, label="validation")
+        at = np.flatnonzero(epochs == best_epoch)
+        ax.axvline(best_epoch, color=MARK_COLOUR, ls=":",
+                   label=f"best epoch {best_epoch} of {int(epochs.max())} (weights kept)")
+        if len(at):
+            ax.plot(best_epoch, val[at[0]], "*", color=MARK_COLOUR, ms=16)
+        shown = history[["loss", "val_loss"]].to_numpy(np.float64).ravel()
+        shown = shown[np.isfinite(shown) & (shown > 0)]
+        if len(shown):  # every epoch, the first included, on a log axis
+            ax.set_yscale("log")
+            ax.set_ylim(shown.min() / 1.1, shown.max() * 1.1)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("weighted binary cross-entropy")
+        handles, labels = ax.get_legend_handles_labels()
+        if "learning_rate" in history:
+            lr_ax = ax.twinx()
+            line, = lr_ax.plot(epochs, history["learning_rate"], color="#2ca02c", ls="--",
+                               label="learning rate (right axis)")
+            lr = history["learning_rate"].to_numpy(np.float64)
+            if np.all(lr > 0) and lr.max() > 10 * lr.min():
+                lr_ax.set_yscale("log")
+            else:  # plain numbers: an offset text would sit on the experiment label
+                lr_ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.4g}"))
+            lr_ax.set_ylabel("learning rate", color="#2ca02c")
+            handles.append(line)
+            labels.append(line.get_label())
+        experiment_label(ax, style)
+        ax.legend(handles, labels, fontsize="x-small", title=title or None, title_fontsize="x-small")
+        _save(fig, path, style)
 
 
 def score_distributions(
     train: Mapping[str, tuple[np.ndarray, np.ndarray]],
     test: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    ks: Mapping[str, float], path: Path, title: str,
+    ks: Mapping[str, float], path: Path, title: str, style: Style | None = None,
 ) -> None:
-    """TMVA-style overtraining check: test as filled histograms, train as points.
+    """TMVA-style overtraining check: test as filled histograms, train as points with their
+    statistical errors, the train/test ratio below; the legend gives the weighted KS p-values.
 
     ``train``/``test`` map "signal"/"background" to (scores, weights).
     """
+    style = _style(style)
     bins = np.linspace(0, 1, 41)
     centres = 0.5 * (bins[1:] + bins[:-1])
-    fig, ax = _figure()
-    for cls, colour in (("signal", "C0"), ("background", "C3")):
-        s, w = test[cls]
-        ax.hist(s, bins=bins, weights=w, density=True, histtype="stepfilled", alpha=0.35,
-                color=colour, label=f"{cls} (test)")
-        s, w = train[cls]
-        h, _ = np.histogram(s, bins=bins, weights=w, density=True)
-        ax.plot(centres, h, "o", color=colour, ms=4,
-                label=f"{cls} (train), KS p = {ks[cls]:.3g}")
-    ax.set_yscale("log")
-    ax.set_xlabel("PNN score")
-    ax.set_ylabel("normalised")
-    _finish(fig, ax, title, path)
+    with _context(style):
+        fig, (ax, rax) = plt.subplots(2, 1, figsize=(9, 9), sharex=True,
+                                      gridspec_kw={"height_ratios": (3, 1), "hspace": 0.06})
+        for i, (cls, colour) in enumerate((("signal", SIGNAL_COLOUR),
+                                           ("background", BACKGROUND_COLOUR))):
+            h_test, e_test = _normalised(*test[cls], bins)
+            ax.stairs(h_test, bins, fill=True, alpha=0.35, color=colour, label=f"{cls} (test)")
+            h_train, e_train = _normalised(*train[cls], bins)
+            ax.errorbar(centres, h_train, yerr=e_train, fmt="o", color=colour, ms=4,
+                        label=f"{cls} (train), weighted KS p = {ks[cls]:.3g}")
+            ratio = _ratio(h_train, h_test)
+            err = np.abs(ratio) * np.sqrt(_ratio(e_train, h_train) ** 2
+                                          + _ratio(e_test, h_test) ** 2)
+            rax.errorbar(centres + (i - 0.5) * 0.006, ratio, yerr=err, fmt="o", color=colour, ms=3)
+        rax.axhline(1, color="0.3", lw=1)
+        rax.set_ylim(0.5, 1.5)
+        rax.set_ylabel("train / test", fontsize="small")
+        rax.set_xlabel("PNN score")
+        rax.set_xlim(0, 1)
+        ax.set_yscale("log")
+        ax.set_ylabel("normalised")
+        _finish(fig, ax, title, path, style)
 
 
-def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str) -> None:
-    """Background efficiency (log) against signal efficiency for each method."""
-    fig, ax = _figure()
-    for name, r in rocs.items():
-        ax.plot(r.sig_eff, np.clip(r.bkg_eff, 1e-6, None), color=COLOURS.get(name),
-                label=f"{LABELS.get(name, name)}: AUC {r.auc:.4f}")
-    ax.set_yscale("log")
-    ax.set_ylim(1e-5, 1.5)
-    ax.set_xlabel("signal efficiency")
-    ax.set_ylabel("background efficiency")
-    _finish(fig, ax, title, path)
+def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str, style: Style | None = None) -> None:
+    """Background efficiency (left) and background rejection 1/eff_b (right, both log)
+    against signal efficiency, for each method."""
+    style = _style(style)
+    with _context(style):
+        fig, (ax, rax) = plt.subplots(1, 2, figsize=(16, 6.5))
+        fig.subplots_adjust(wspace=0.3)
+        effs_s, effs_b = [], []
+        for name, r in rocs.items():
+            sig, bkg = efficiency(r.sig_eff, 1.0), efficiency(r.bkg_eff, 1.0)
+            effs_s.append(sig)
+            effs_b.append(bkg)
+            kw = {"color": COLOURS.get(name), "label": f"{LABELS.get(name, name)}: AUC {r.auc:.4f}"}
+            ax.plot(sig[bkg > 0], bkg[bkg > 0], **kw)
+            rax.plot(sig[bkg > 0], 1 / bkg[bkg > 0], **kw)
+        positive = np.concatenate([b[b > 0] for b in effs_b]) if effs_b else np.ones(1)
+        beyond = _bounded(ax, effs_s, "x") | _bounded(ax, effs_b, "y")
+        top = max(1.0, float(positive.max())) if beyond else 1.0
+        ax.set_yscale("log")
+        ax.set_ylim(max(positive.min(), 1e-6) / 2, top * 1.05 if beyond else 1.0)
+        rax.set_yscale("log")
+        rax.set_ylim(1 / top if beyond else 1.0, 2 / max(positive.min(), 1e-6))
+        rax.set_xlim(*ax.get_xlim())
+        for a, ylabel in ((ax, r"background efficiency $\varepsilon_b$"),
+                          (rax, r"background rejection $1/\varepsilon_b$")):
+            a.set_xlabel(r"signal efficiency $\varepsilon_s$")
+            a.set_ylabel(ylabel)
+            experiment_label(a, style)
+        ax.legend(fontsize="small", title=title or None, title_fontsize="small")
+        _save(fig, path, style)
 
 
 def significance_vs_cut(cs: CutScan, chosen: tuple[float, float], min_bkg_events: int,
-                        path: Path, title: str) -> None:
+                        path: Path, title: str, style: Style | None = None) -> None:
     """Asimov Z against the signal efficiency of the score cut, chosen cuts marked.
 
     Efficiency spreads out the region near a score of 1 where the cuts of a good
     classifier sit. Cuts that keep fewer than ``min_bkg_events`` background MC events
     are drawn grey: their background yield is not measured.
     """
+    style = _style(style)
     total = cs.s[-1] if len(cs.s) and cs.s[-1] > 0 else 1.0
-    eff = cs.s / total
+    eff = efficiency(cs.s, total)
     ok = cs.n_bkg >= min_bkg_events
-    fig, ax = _figure()
-    ax.plot(eff[~ok], cs.z[~ok], color="0.7", label=f"< {min_bkg_events} background MC events")
-    ax.plot(eff[ok], cs.z[ok], color="C0", label="Asimov Z (all test events)")
-    for cut, style, which in zip(chosen, ("--", ":"), ("first", "second"), strict=True):
-        if np.isfinite(cut):
-            i = max(int(np.searchsorted(-cs.thresholds, -cut, side="right")) - 1, 0)
-            ax.axvline(eff[i], color="C3", ls=style,
-                       label=f"cut {cut:.5f} chosen on {which} half")
-    ax.set_xlabel("signal efficiency of the cut on the PNN score")
-    ax.set_ylabel("Z")
-    _finish(fig, ax, title, path)
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(9, 6.5))
+        ax.plot(eff[~ok], cs.z[~ok], color="0.7", label=f"< {min_bkg_events} background MC events")
+        ax.plot(eff[ok], cs.z[ok], color=COLOURS["pnn"], label="Asimov Z (all test events)")
+        for cut, ls, which in zip(chosen, ("--", ":"), ("first", "second"), strict=True):
+            if np.isfinite(cut):
+                i = max(int(np.searchsorted(-cs.thresholds, -cut, side="right")) - 1, 0)
+                ax.axvline(eff[i], color=MARK_COLOUR, ls=ls,
+                           label=f"cut {cut:.5f} chosen on {which} half")
+        _bounded(ax, [eff], "x")
+        ax.set_xlabel("signal efficiency of the cut on the PNN score")
+        ax.set_ylabel("Z")
+        _finish(fig, ax, title, path, style)
 
 
-def summary(table: pd.DataFrame, path: Path) -> None:
-    """AUC and Z against mass for the PNN, the optimum and the mass window."""
-    with plt.style.context(mplhep.style.ROOT):
-        fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
-    fig.subplots_adjust(wspace=0.3)
-    for ax, key, ylabel in ((axes[0], "auc", "ROC AUC"), (axes[1], "z", "Asimov Z")):
-        for method, suffix in (("pnn", ""), ("optimal", "_optimal"), ("window", "_window")):
-            col = key + suffix
-            if col in table and table[col].notna().any():
-                ax.plot(table["mass"], table[col], "o-", color=COLOURS[method],
-                        label=LABELS[method])
-        off = table[~table["trained"]]
-        if len(off):
-            ax.plot(off["mass"], off[key], "o", mfc="none", mec="C3", ms=12,
-                    label="not trained on")
-        ax.set_xlabel("mass hypothesis [GeV]")
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize="small")
-    _save(fig, path)
+def _points(ax: plt.Axes, x: np.ndarray, y: np.ndarray, err: np.ndarray | None, **kw) -> None:
+    """A line with markers, with error bars when ``err`` is given."""
+    if err is not None and np.isfinite(err).any():
+        ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="o-", capsize=3, **kw)
+    else:
+        ax.plot(x, y, "o-", **kw)
+
+
+def _column(table: pd.DataFrame, name: str) -> np.ndarray | None:
+    """A column as floats, or None when absent or all missing."""
+    if name not in table or not table[name].notna().any():
+        return None
+    return table[name].to_numpy(np.float64)
+
+
+def summary(table: pd.DataFrame, path: Path, style: Style | None = None) -> None:
+    """1 - AUC (log) and Z against mass for the PNN, the optimum and the mass window, with
+    ratio panels PNN / optimal below; statistical uncertainties from the ``<name>_err``
+    columns when the table has them."""
+    style = _style(style)
+    mass = table["mass"].to_numpy(np.float64)
+    has_optimal = _column(table, "z_optimal") is not None
+    with _context(style):
+        fig, axes = plt.subplots(2, 2, figsize=(16, 9), sharex="col", squeeze=False,
+                                 gridspec_kw={"height_ratios": (3, 1), "hspace": 0.06,
+                                              "wspace": 0.28})
+        for col, key in enumerate(("auc", "z")):
+            ax, rax = axes[0, col], axes[1, col]
+            for method, suffix in (("pnn", ""), ("optimal", "_optimal"), ("window", "_window")):
+                y = _column(table, key + suffix)
+                if y is None:
+                    continue
+                err = _column(table, f"{key}{suffix}_err")
+                if key == "auc":
+                    y = 1 - y
+                _points(ax, mass, y, err, color=COLOURS[method], label=LABELS[method])
+            trained = table["trained"].to_numpy(bool)
+            y = (1 - table["auc"].to_numpy(np.float64)) if key == "auc" else table["z"].to_numpy(np.float64)
+            if (~trained).any():
+                ax.plot(mass[~trained], y[~trained], "o", mfc="none", mec=MARK_COLOUR, ms=14,
+                        label="not trained on")
+            if key == "auc":
+                ax.set_yscale("log")
+                ax.set_ylabel("1 - ROC AUC")
+            else:
+                ax.set_ylabel("Asimov Z")
+            experiment_label(ax, style)
+            handles, labels = ax.get_legend_handles_labels()  # error bars would come last
+            order = [*LABELS.values(), "not trained on"]
+            pairs = sorted(zip(handles, labels, strict=True), key=lambda hl: order.index(hl[1]))
+            ax.legend(*zip(*pairs, strict=True), fontsize="x-small")
+            _ratio_panel(rax, table, key, mass, has_optimal)
+            rax.set_xlabel("mass hypothesis [GeV]")
+        _save(fig, path, style)
+
+
+def _ratio_panel(rax: plt.Axes, table: pd.DataFrame, key: str, mass: np.ndarray,
+                 has_optimal: bool) -> None:
+    """PNN / optimal below a summary panel: Z ratio with its band (``z_ratio_err`` when the
+    table has it, else the two errors combined), (1 - AUC) ratio likewise."""
+    rax.axhline(1, color="0.3", lw=1)
+    if not has_optimal:
+        rax.text(0.5, 0.5, "no optimal classifier", transform=rax.transAxes, ha="center",
+                 va="center", fontsize="x-small", color="0.4")
+        return
+    if key == "z":
+        num, den = table["z"].to_numpy(np.float64), table["z_optimal"].to_numpy(np.float64)
+        ratio = _column(table, "z_ratio")
+        ratio = _ratio(num, den) if ratio is None else ratio
+        err = _column(table, "z_ratio_err")
+        if err is None:
+            err = _combined(ratio, num, den, _column(table, "z_err"), _column(table, "z_optimal_err"))
+        ylabel = "Z PNN / optimal"
+    else:
+        num = 1 - table["auc"].to_numpy(np.float64)
+        den = 1 - table["auc_optimal"].to_numpy(np.float64)
+        ratio = _ratio(num, den)
+        err = _combined(ratio, num, den, _column(table, "auc_err"), _column(table, "auc_optimal_err"))
+        ylabel = "(1-AUC) PNN / opt."
+    order = np.argsort(mass)
+    if err is not None:
+        rax.fill_between(mass[order], (ratio - err)[order], (ratio + err)[order],
+                         color=COLOURS["pnn"], alpha=0.3, lw=0, label=r"$\pm 1\sigma$ (stat.)")
+    rax.plot(mass[order], ratio[order], "o-", color=COLOURS["pnn"], ms=5)
+    finite = ratio[np.isfinite(ratio)]
+    if len(finite):  # the points and 1 in view; a wide band may leave the panel
+        lo, hi = min(finite.min(), 1.0), max(finite.max(), 1.0)
+        pad = 0.4 * (hi - lo) + 0.05
+        rax.set_ylim(lo - pad, hi + pad)
+    rax.set_ylabel(ylabel, fontsize="x-small")
+    if err is not None:
+        rax.legend(fontsize="xx-small", loc="best")
+
+
+def _combined(ratio: np.ndarray, num: np.ndarray, den: np.ndarray, num_err: np.ndarray | None,
+              den_err: np.ndarray | None) -> np.ndarray | None:
+    """Error of ``num / den`` from their errors added in quadrature (None without any)."""
+    if num_err is None and den_err is None:
+        return None
+    rel = np.zeros_like(ratio)
+    if num_err is not None:
+        rel = rel + _ratio(num_err, num) ** 2
+    if den_err is not None:
+        rel = rel + _ratio(den_err, den) ** 2
+    return np.abs(ratio) * np.sqrt(rel)
 
 
 def interpolation(table: pd.DataFrame, labels: Mapping[str, str], held_out: list[float],
-                  path: Path) -> None:
+                  path: Path, style: Style | None = None) -> None:
     """AUC and Z against mass, one line per method; held-out masses marked."""
-    with plt.style.context(mplhep.style.ROOT):
-        fig, axes = plt.subplots(1, 2, figsize=(15, 6))
-    fig.subplots_adjust(wspace=0.3)
+    style = _style(style)
     styles = {"pnn": dict(color="#1f77b4", lw=2.5), "pnn_holdout": dict(color="#ff7f0e", ls="none",
                                                                        marker="*", ms=16),
               "dedicated": dict(color="#2ca02c"),
@@ -176,43 +393,64 @@ def interpolation(table: pd.DataFrame, labels: Mapping[str, str], held_out: list
               "nonparametric": dict(color="#9467bd"), "bdt": dict(color="#8c564b"),
               "bdt_holdout": dict(color="#e377c2", ls="none", marker="X", ms=10),
               "window": dict(color="#d62728", ls="-."), "optimal": dict(color="k", ls="--", marker="")}
-    for ax, key, ylabel in ((axes[0], "auc", "ROC AUC"), (axes[1], "z", "Asimov Z")):
-        for method, label in labels.items():
-            rows = table[table["method"] == method].sort_values("mass")
-            if len(rows):
-                ax.plot(rows["mass"], rows[key], **({"marker": "o"} | styles.get(method, {})),
-                        label=label)
-        for i, m in enumerate(held_out):
-            ax.axvline(m, color="0.6", ls=":", lw=1, label="held out" if i == 0 else None)
-        ax.set_xlabel("mass hypothesis [GeV]")
-        ax.set_ylabel(ylabel)
-    axes[0].legend(fontsize="x-small", loc="lower right")
-    _save(fig, path)
+    with _context(style):
+        fig, axes = plt.subplots(1, 2, figsize=(15, 6))
+        fig.subplots_adjust(wspace=0.3)
+        for ax, key, ylabel in ((axes[0], "auc", "ROC AUC"), (axes[1], "z", "Asimov Z")):
+            for method, label in labels.items():
+                rows = table[table["method"] == method].sort_values("mass")
+                if len(rows):
+                    ax.plot(rows["mass"], rows[key], **({"marker": "o"} | styles.get(method, {})),
+                            label=label)
+            for i, m in enumerate(held_out):
+                ax.axvline(m, color="0.6", ls=":", lw=1, label="held out" if i == 0 else None)
+            ax.set_xlabel("mass hypothesis [GeV]")
+            ax.set_ylabel(ylabel)
+            experiment_label(ax, style)
+        axes[0].legend(fontsize="x-small", loc="lower right")
+        _save(fig, path, style)
 
 
-def detuning(table: pd.DataFrame, path: Path) -> None:
-    """Z against the hypothesised mass, one curve per true signal mass (marked dashed)."""
-    fig, ax = _figure()
-    for i, (m, curve) in enumerate(table.groupby("true_mass")):
-        curve = curve.sort_values("hypothesis")
-        line, = ax.plot(curve["hypothesis"], curve["z"], "o-", ms=3, color=f"C{i % 10}",
-                        label=f"signal at {m:g} GeV")
-        ax.axvline(m, color=line.get_color(), ls="--", lw=1)
-    ax.set_xlabel("hypothesised mass fed to the PNN [GeV]")
-    ax.set_ylabel("Asimov Z")
-    _finish(fig, ax, "detuning", path)
+def detuning(table: pd.DataFrame, path: Path, widths: Mapping[float, tuple[float, float]] | None = None,
+             fraction: float | None = None, style: Style | None = None) -> None:
+    """Z against the hypothesised mass, one curve per true signal mass (marked dashed).
+
+    ``widths`` maps each true mass to the range of hypotheses whose Z stays at or above
+    ``fraction`` of the peak; it is drawn as a bar at that height and explained in the legend.
+    """
+    style = _style(style)
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(10, 7))
+        for i, (m, curve) in enumerate(table.groupby("true_mass")):
+            curve = curve.sort_values("hypothesis")
+            line, = ax.plot(curve["hypothesis"], curve["z"], "o-", ms=3, color=f"C{i % 10}",
+                            label=f"signal at {m:g} GeV")
+            ax.axvline(m, color=line.get_color(), ls="--", lw=1)
+            if widths and fraction is not None and m in widths:
+                lo, hi = widths[m]
+                ax.plot([lo, hi], [fraction * curve["z"].max()] * 2, "|-", color=line.get_color(),
+                        lw=4, ms=12, alpha=0.6)
+        if widths and fraction is not None:
+            ax.plot([], [], "|-", color="0.4", lw=4, ms=12, alpha=0.6,
+                    label=f"width: hypotheses with Z $\\geq$ {fraction:.0%} of the peak".replace("%", r"\%"))
+            ax.plot([], [], "--", color="0.4", lw=1, label="true mass")
+        ax.set_xlabel("hypothesised mass fed to the PNN [GeV]")
+        ax.set_ylabel("Asimov Z")
+        _finish(fig, ax, "detuning", path, style)
 
 
-def importance(table: pd.DataFrame, path: Path) -> None:
+def importance(table: pd.DataFrame, path: Path, style: Style | None = None) -> None:
     """Permutation importance (drop in AUC) of each feature against mass."""
-    fig, ax = _figure()
-    for feat, rows in table.groupby("feature", sort=False):
-        rows = rows.sort_values("mass")
-        ax.errorbar(rows["mass"], rows["auc_drop"], yerr=rows["auc_drop_std"], marker="o",
-                    capsize=3, label=feat)
-    ax.set_xlabel("mass hypothesis [GeV]")
-    ax.set_ylabel("drop in AUC when permuted")
-    _finish(fig, ax, "permutation importance", path)
+    style = _style(style)
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(9, 6.5))
+        for feat, rows in table.groupby("feature", sort=False):
+            rows = rows.sort_values("mass")
+            ax.errorbar(rows["mass"], rows["auc_drop"], yerr=rows["auc_drop_std"], marker="o",
+                        capsize=3, label=feat)
+        ax.set_xlabel("mass hypothesis [GeV]")
+        ax.set_ylabel("drop in AUC when permuted")
+        _finish(fig, ax, "permutation importance", path, style)
 
 
 # Statistical interpretation: limits against mass, prefit templates, CLs scans.
@@ -269,9 +507,10 @@ def _plain_log_labels(ax: plt.Axes) -> None:
 def _brazil_figure(
     masses: np.ndarray, expected: Mapping[str, np.ndarray], band: Mapping[str, np.ndarray],
     trained: np.ndarray, *, observed: np.ndarray | None = None, unit: str = "mu",
-    title: str = "", lumi: float | None = None,
+    title: str = "", lumi: float | None = None, style: Style | None = None,
 ) -> plt.Figure:
     """The figure drawn by :func:`brazil`, returned unsaved so that it can be inspected."""
+    style = _style(style)
     if unit not in LIMIT_LABELS:
         raise ValueError(f"unit must be one of {sorted(LIMIT_LABELS)}, not {unit!r}")
     masses = np.asarray(masses, dtype=float)
@@ -285,7 +524,7 @@ def _brazil_figure(
     if observed is not None:
         obs = _arrays({"observed": observed}, ("observed",), n, "limits")["observed"][order]
 
-    with plt.style.context(mplhep.style.ROOT):
+    with _context(style):
         fig, ax = plt.subplots(figsize=(12, 8))
         ax.fill_between(m, b["minus2"], b["plus2"], color=YELLOW, lw=0,
                         label=r"PNN expected $\pm 2\sigma$")
@@ -313,17 +552,16 @@ def _brazil_figure(
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(6))
         ax.set_xlabel(r"$m_X$ [GeV]")
         ax.set_ylabel(LIMIT_LABELS[unit])
-        if lumi is not None:
-            mplhep.label.exp_label(exp="pnn", data=obs is not None, lumi=lumi, ax=ax)
-        ax.set_title(title, pad=40 if lumi is not None else None)
-        ax.legend(fontsize="x-small", ncol=2, loc="upper right")
+        experiment_label(ax, style, lumi=lumi)
+        ax.legend(fontsize="x-small", ncol=2, loc="upper right", title=title or None,
+                  title_fontsize="x-small")
     return fig
 
 
 def brazil(
     masses: np.ndarray, expected: Mapping[str, np.ndarray], band: Mapping[str, np.ndarray],
     trained: np.ndarray, path: Path, *, observed: np.ndarray | None = None, unit: str = "mu",
-    title: str = "", lumi: float | None = None,
+    title: str = "", lumi: float | None = None, style: Style | None = None,
 ) -> None:
     """Expected (and observed) 95% CL upper limits against mass: the Brazil plot.
 
@@ -333,10 +571,10 @@ def brazil(
     ``trained`` is a boolean mask over ``masses`` (or the trained masses themselves): those
     get filled markers on the PNN median, interpolated masses open ones. ``unit`` is "mu"
     (signal strength) or "fb" (cross section times branching ratio). The mplhep experiment
-    label is drawn only when ``lumi`` (in fb^-1) is given.
+    label carries ``lumi`` (in fb^-1) when given, else the style's luminosity.
     """
     _save(_brazil_figure(masses, expected, band, trained, observed=observed, unit=unit,
-                         title=title, lumi=lumi), path)
+                         title=title, lumi=lumi, style=style), path, style)
 
 
 def _stack(backgrounds: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -382,8 +620,10 @@ def _templates_figure(
     edges: np.ndarray, backgrounds: Mapping[str, tuple[np.ndarray, np.ndarray]],
     signal: tuple[np.ndarray, np.ndarray], *, signal_label: str, data: np.ndarray | None = None,
     title: str = "", xlabel: str = "PNN score bin", by_index: bool | None = None,
+    style: Style | None = None,
 ) -> plt.Figure:
     """The figure drawn by :func:`stacked_templates`, returned unsaved."""
+    style = _style(style)
     edges = np.asarray(edges, dtype=float)
     n = len(edges) - 1
     names, rows, total, unc = _stack(backgrounds, n)
@@ -393,7 +633,7 @@ def _templates_figure(
     x = np.arange(n + 1, dtype=float) if index else edges
     down = np.clip(total - unc, 0, None)
 
-    with plt.style.context(mplhep.style.ROOT):
+    with _context(style):
         fig, (ax, rax) = plt.subplots(2, 1, figsize=(10, 10), sharex=True,
                                       gridspec_kw={"height_ratios": (3, 1), "hspace": 0.07})
         colours = [BACKGROUND_COLOURS[i % len(BACKGROUND_COLOURS)] for i in range(len(names))]
@@ -422,8 +662,9 @@ def _templates_figure(
         if len(shown):  # room above the tallest bin for the legend
             ax.set_ylim(0.3 * shown.min(), shown.max() * (shown.max() / (0.3 * shown.min())) ** 0.45)
         ax.set_ylabel("events / bin")
-        ax.set_title(title)
-        ax.legend(fontsize="x-small", ncol=2, loc="upper right")
+        experiment_label(ax, style)
+        ax.legend(fontsize="x-small", ncol=2, loc="upper right", title=title or None,
+                  title_fontsize="x-small")
         if index:
             step = max(1, int(np.ceil((n + 1) / 11)))
             ticks = np.arange(0, n + 1, step)
@@ -440,7 +681,7 @@ def stacked_templates(
     edges: np.ndarray, backgrounds: Mapping[str, tuple[np.ndarray, np.ndarray]],
     signal: tuple[np.ndarray, np.ndarray], path: Path, *, signal_label: str,
     data: np.ndarray | None = None, title: str = "", xlabel: str = "PNN score bin",
-    by_index: bool | None = None,
+    by_index: bool | None = None, style: Style | None = None,
 ) -> None:
     """Prefit templates: backgrounds stacked, signal as a line, data as points; ratio below.
 
@@ -453,22 +694,23 @@ def stacked_templates(
     index with the edges as tick labels; even binnings are drawn against the score.
     """
     _save(_templates_figure(edges, backgrounds, signal, signal_label=signal_label, data=data,
-                            title=title, xlabel=xlabel, by_index=by_index), path)
+                            title=title, xlabel=xlabel, by_index=by_index, style=style), path, style)
 
 
 def _cls_figure(
     mus: np.ndarray, cls_expected: np.ndarray, *, bands: Mapping[str, np.ndarray] | None = None,
     cls_observed: np.ndarray | None = None, cl: float = 0.95, limit: float | None = None,
-    title: str = "",
+    title: str = "", style: Style | None = None,
 ) -> plt.Figure:
     """The figure drawn by :func:`cls_scan`, returned unsaved."""
+    style = _style(style)
     mus = np.asarray(mus, dtype=float)
     n = len(mus)
     given = {"expected": cls_expected} | ({} if cls_observed is None else {"observed": cls_observed})
     cls = _arrays(given, tuple(given), n, "cls")
     b = None if bands is None else _arrays(bands, ("minus2", "minus1", "plus1", "plus2"), n, "bands")
 
-    with plt.style.context(mplhep.style.ROOT):
+    with _context(style):
         fig, ax = plt.subplots(figsize=(10, 8))
         if b is not None:
             ax.fill_between(mus, b["minus2"], b["plus2"], color=YELLOW, lw=0,
@@ -485,15 +727,16 @@ def _cls_figure(
         ax.set_ylim(0, 1.05)
         ax.set_xlabel(r"signal strength $\mu$")
         ax.set_ylabel(r"$\mathrm{CL_s}$")
-        ax.set_title(title)
-        ax.legend(fontsize="x-small", loc="upper right")
+        experiment_label(ax, style)
+        ax.legend(fontsize="x-small", loc="upper right", title=title or None,
+                  title_fontsize="x-small")
     return fig
 
 
 def cls_scan(
     mus: np.ndarray, cls_expected: np.ndarray, path: Path, *,
     bands: Mapping[str, np.ndarray] | None = None, cls_observed: np.ndarray | None = None,
-    cl: float = 0.95, limit: float | None = None, title: str = "",
+    cl: float = 0.95, limit: float | None = None, title: str = "", style: Style | None = None,
 ) -> None:
     """CLs against the signal strength, to show how the limit is read off the scan.
 
@@ -502,4 +745,95 @@ def cls_scan(
     1 - ``cl``, marked at ``limit`` when given.
     """
     _save(_cls_figure(mus, cls_expected, bands=bands, cls_observed=cls_observed, cl=cl,
-                      limit=limit, title=title), path)
+                      limit=limit, title=title, style=style), path, style)
+
+
+# Input diagnostics (pnn inspect): feature distributions, correlations, separation.
+
+def feature_distribution(
+    edges: np.ndarray, backgrounds: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    signals: Mapping[float, tuple[np.ndarray, np.ndarray]], path: Path, *, xlabel: str,
+    data: np.ndarray | None = None, shown: np.ndarray | None = None, style: Style | None = None,
+) -> None:
+    """One input feature: backgrounds stacked (per process, with their MC stat. band), the
+    signal of every mass overlaid as a line, data as points in the bins ``shown`` (the rest
+    blinded, said in the legend). Each histogram is (sum of weights, sum of squared weights)."""
+    style = _style(style)
+    edges = np.asarray(edges, dtype=float)
+    n = len(edges) - 1
+    names, rows, total, unc = _stack(backgrounds, n)
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(10, 8))
+        colours = [BACKGROUND_COLOURS[i % len(BACKGROUND_COLOURS)] for i in range(len(names))]
+        mplhep.histplot(list(rows), bins=edges, stack=True, histtype="fill", label=names,
+                        color=colours, edgecolor="0.3", lw=0.5, ax=ax)
+        ax.stairs(total + unc, edges, baseline=np.clip(total - unc, 0, None), fill=True,
+                  facecolor="none", edgecolor="0.3", hatch="////", lw=0, label="bkg. MC stat. unc.")
+        cmap = plt.get_cmap("viridis")
+        for i, (mass, (counts, _)) in enumerate(sorted(signals.items())):
+            ax.stairs(counts, edges, color=cmap(i / max(len(signals) - 1, 1)), lw=2,
+                      label=f"signal {mass:g} GeV")
+        if data is not None:
+            shown = np.ones(n, bool) if shown is None else np.asarray(shown, bool)
+            centres = 0.5 * (edges[1:] + edges[:-1])
+            lo, hi = _poisson_interval(data)
+            ax.errorbar(centres[shown], data[shown], yerr=((data - lo)[shown], (hi - data)[shown]),
+                        fmt="o", color="k", ms=4, label="data")
+            if not shown.all():
+                ax.plot([], [], " ", label=f"data blinded in {int((~shown).sum())} signal bins")
+        positive = np.concatenate([total[total > 0]] + [c[c > 0] for c, _ in signals.values()])
+        ax.set_yscale("log")
+        if len(positive):  # room above the tallest bin for the legend
+            low = max(positive.min(), positive.max() * 1e-6)
+            ax.set_ylim(0.5 * low, positive.max() * (positive.max() / (0.5 * low)) ** 0.6)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("events / bin")
+        experiment_label(ax, style)
+        ax.legend(fontsize="xx-small", ncol=3, loc="upper right")
+        _save(fig, path, style)
+
+
+def correlation_matrix(matrix: np.ndarray, names: list[str], path: Path, *, title: str,
+                       style: Style | None = None) -> None:
+    """A linear correlation matrix in percent, TMVA style: coloured cells with their values."""
+    style = _style(style)
+    m = 100 * np.asarray(matrix, dtype=float)
+    k = len(names)
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(2.2 + 1.3 * k, 1.6 + 1.2 * k))
+        image = ax.imshow(m, cmap="RdBu_r", vmin=-100, vmax=100, origin="lower")
+        for i in range(k):
+            for j in range(k):
+                if np.isfinite(m[i, j]):
+                    ax.text(j, i, f"{m[i, j]:.0f}", ha="center", va="center", fontsize="x-small",
+                            color="white" if abs(m[i, j]) > 60 else "black")
+        ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize="x-small")
+        ax.set_yticks(range(k), names, fontsize="x-small")
+        ax.minorticks_off()
+        fig.colorbar(image, ax=ax, label=title)
+        experiment_label(ax, style)
+        _save(fig, path, style)
+
+
+def separation_map(table: pd.DataFrame, path: Path, *, style: Style | None = None) -> None:
+    """TMVA separation <S^2> of each feature (rows) at each mass (columns), with its value."""
+    style = _style(style)
+    wide = table.pivot(index="feature", columns="mass", values="separation")
+    wide = wide.reindex(list(dict.fromkeys(table["feature"])))
+    values = wide.to_numpy(dtype=float)
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(3 + 1.1 * values.shape[1], 2 + 0.9 * values.shape[0]))
+        image = ax.imshow(values, cmap="viridis", vmin=0, vmax=max(np.nanmax(values), 1e-3),
+                          aspect="auto")
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize="xx-small",
+                        color="white" if values[i, j] < 0.6 * np.nanmax(values) else "black")
+        ax.set_xticks(range(values.shape[1]), [f"{m:g}" for m in wide.columns], fontsize="x-small")
+        ax.set_yticks(range(values.shape[0]), list(wide.index), fontsize="x-small")
+        ax.minorticks_off()
+        ax.set_xlabel("signal mass [GeV]")
+        fig.colorbar(image, ax=ax, label=r"separation $\langle S^2 \rangle$")
+        experiment_label(ax, style)
+        _save(fig, path, style)

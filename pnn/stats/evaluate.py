@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pnn.core import provenance
 from pnn.core.atomic import Staging, sweep, write_json
@@ -29,6 +28,7 @@ from pnn.learn.preprocess import cut_halves, feature_matrix, folds, mass_mask
 from pnn.learn.train import require_model, training_events
 from pnn.show import plots
 from pnn.stats import metrics, sanity
+from pnn.stats.ks import ks_2samp_weighted
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,9 @@ def method_metrics(score: np.ndarray, label: np.ndarray, weight: np.ndarray, hal
     ), r
 
 
-def _ks(train: np.ndarray, test: np.ndarray) -> float:
-    if len(train) == 0 or len(test) == 0:
-        return float("nan")
-    return float(stats.ks_2samp(train, test).pvalue)
+def _ks(train: np.ndarray, test: np.ndarray, w_train: np.ndarray, w_test: np.ndarray) -> float:
+    """Weighted KS p-value of train against test scores, as the weighted histograms show them."""
+    return ks_2samp_weighted(train, test, w_train, w_test).pvalue
 
 
 def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: float,
@@ -149,8 +148,8 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
 
     is_sig = label == 1
     tr_lab = label[idx]
-    ks_sig = _ks(train_score[tr_lab == 1], score[is_sig])
-    ks_bkg = _ks(train_score[tr_lab == 0], score[~is_sig])
+    ks_sig = _ks(train_score[tr_lab == 1], score[is_sig], weight[idx][tr_lab == 1], weight[is_sig])
+    ks_bkg = _ks(train_score[tr_lab == 0], score[~is_sig], weight[idx][tr_lab == 0], weight[~is_sig])
     trained = bool(mass_mask(np.asarray(models.trained_masses), mass).any())
     warnings = sanity.overtraining({"signal": ks_sig, "background": ks_bkg}, ev.ks_threshold)
     warnings += sanity.statistics(

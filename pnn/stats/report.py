@@ -15,7 +15,8 @@ from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
 from pnn.show import plots
-from pnn.stats import evaluate, sanity
+from pnn.show.style import Style
+from pnn.stats import evaluate, page, sanity
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +133,20 @@ def write_table(table: pd.DataFrame, base: Path) -> tuple[Path, Path]:
 
 
 def report(cfg: Config) -> Report:
-    """Write summary.csv, summary.json and summary.png in the run directory."""
+    """Write summary.csv, summary.json, summary.png and report.html in the run directory."""
     table, warnings = collect(cfg)
     run = cfg.run_dir
-    paths = {"csv": run / "summary.csv", "json": run / "summary.json", "plot": run / "summary.png"}
+    paths = {"csv": run / "summary.csv", "json": run / "summary.json", "plot": run / "summary.png",
+             "html": run / "report.html"}
     with task_lock(run, "report"), Staging(run, "report") as staged:
         write_table(table, staged.path("summary"))
-        plots.summary(table, staged.path("summary.png"))
-        write_json(staged.path("summary.provenance.json"), provenance.record(
-            cfg, "report", {"metrics": provenance.combine(
-                [m[provenance.KEY]["id"] for _, m in evaluated(cfg)])}))
+        plots.summary(table, staged.path("summary.png"), Style.of(cfg))
+        rec = provenance.record(cfg, "report", {"metrics": provenance.combine(
+            [m[provenance.KEY]["id"] for _, m in evaluated(cfg)])})
+        page.write(staged.path("report.html"), page.context(
+            cfg, table, warnings, comparison(table), staged.path("summary.png"), stage_states(cfg),
+            rec))
+        write_json(staged.path("summary.provenance.json"), rec)
         staged.publish(last=["summary.provenance.json"])
     text = "\n".join([markdown(table), "", *comparison(table)]).rstrip()
     return Report(table, text, warnings, paths)
@@ -165,6 +170,7 @@ def stage_states(cfg: Config) -> list[StageState]:
         ("ingest", events_path(cfg).exists() or (run / "events.d").is_dir(),
          lambda: events_identity(cfg)),
         ("train", (run / "model" / "metadata.json").exists(), lambda: require_model(cfg)),
+        ("inspect", (run / "inputs" / "inputs.json").exists(), lambda: _require_inputs(cfg)),
         ("evaluate", any((run / "evaluate").glob("m*/metrics.json")), lambda: evaluated(cfg)),
         ("report", (run / "summary.json").exists(), lambda: _require_summary(cfg)),
     ]
@@ -180,6 +186,12 @@ def stage_states(cfg: Config) -> list[StageState]:
         else:
             out.append(StageState(stage, "current", ""))
     return out
+
+
+def _require_inputs(cfg: Config) -> None:
+    from pnn.stats.inspect import require_inputs
+
+    require_inputs(cfg)
 
 
 def _require_summary(cfg: Config) -> None:

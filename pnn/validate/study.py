@@ -391,6 +391,10 @@ def detuning_grid(cfg: Config, masses: list[float]) -> np.ndarray:
     return np.round(np.arange(lo, hi + step / 2, step), 6)
 
 
+# The width of a detuning curve: the hypotheses whose Z is at least this fraction of its peak.
+DETUNING_WIDTH = 0.75
+
+
 @dataclass
 class DetuningPeak:
     true_mass: float
@@ -432,7 +436,7 @@ def detuning(cfg: Config, events: pd.DataFrame, methods: Methods) -> tuple[pd.Da
         z = curve["z"].to_numpy()
         hyp = curve["hypothesis"].to_numpy()
         i = int(np.nanargmax(z))
-        keep = z >= 0.75 * z[i]
+        keep = z >= DETUNING_WIDTH * z[i]
         lo = hi = i
         while lo > 0 and keep[lo - 1]:
             lo -= 1
@@ -501,7 +505,8 @@ def run_detuning(cfg: Config, events: pd.DataFrame, methods: Methods) -> list[De
     out = study_dir(cfg)
     write_table(table, out / "detuning")
     write_json(out / "detuning_peaks.json", [asdict(p) for p in peaks])
-    plots.detuning(table, out / "detuning.png")
+    plots.detuning(table, out / "detuning.png",
+                   {p.true_mass: (p.range_low, p.range_high) for p in peaks}, DETUNING_WIDTH)
     return peaks
 
 

@@ -72,7 +72,8 @@ def test_editing_an_unrelated_section_invalidates_nothing(finished) -> None:
     res = run("status", str(finished))
     assert res.exit_code == 0, res.output
     assert [line.split()[:2] for line in res.output.splitlines()] == [
-        ["ingest", "current"], ["train", "current"], ["evaluate", "current"], ["report", "current"]]
+        ["ingest", "current"], ["train", "current"], ["inspect", "missing"], ["evaluate", "current"],
+        ["report", "current"]]
     assert run("report", str(finished)).exit_code == 0
 
 
@@ -81,8 +82,8 @@ def test_status_names_the_stale_stages(finished) -> None:
     res = run("status", str(finished))
     assert res.exit_code == 1
     states = {line.split()[0]: line.split()[1] for line in res.output.splitlines()}
-    assert states == {"ingest": "current", "train": "current", "evaluate": "stale",
-                      "report": "stale"}
+    assert states == {"ingest": "current", "train": "current", "inspect": "missing",
+                      "evaluate": "stale", "report": "stale"}
 
 
 def test_an_events_table_from_other_ingest_settings_is_refused(finished) -> None:

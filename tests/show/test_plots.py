@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
 from matplotlib.patches import StepPatch
@@ -203,3 +204,163 @@ def test_cls_scan_without_bands_or_limit(tmp_path: Path) -> None:
     assert not [line for line in ax.get_lines() if line.get_label().startswith("upper limit")]
     with pytest.raises(ValueError, match="plus1"):
         plots.cls_scan(MUS, CLS, tmp_path / "cls.png", bands={"minus1": CLS, "minus2": CLS})
+
+
+# Plots fit for a talk: experiment label, formats, ratio panels, bounded efficiencies.
+
+from pnn.show.style import Style  # noqa: E402
+
+ATLAS = Style("ATLAS", "Simulation Internal", 13.6, 140.0, ("png",))
+
+
+def test_formats_are_honoured(tmp_path: Path) -> None:
+    both = Style("CMS", "Preliminary", 13.6, None, ("png", "pdf"))
+    plots.brazil(MASSES, EXPECTED, BAND, TRAINED, tmp_path / "limits.png", style=both)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["limits.pdf", "limits.png"]
+    assert (tmp_path / "limits.pdf").read_bytes()[:5] == b"%PDF-"
+    plots.brazil(MASSES, EXPECTED, BAND, TRAINED, tmp_path / "png.png", style=ATLAS)
+    assert not (tmp_path / "png.pdf").exists()
+
+
+def test_the_label_carries_experiment_luminosity_and_energy() -> None:
+    fig = plots._brazil_figure(MASSES, EXPECTED, BAND, TRAINED, style=ATLAS)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "ATLAS" in texts and "Simulation Internal" in texts
+    assert any("140 fb" in t and "13.6 TeV" in t for t in texts)
+    none = Style("none", "Simulation Internal", None, None, ("png",))
+    texts = [t.get_text() for t in plots._brazil_figure(MASSES, EXPECTED, BAND, TRAINED,
+                                                       style=none).axes[0].texts]
+    assert "ATLAS" not in texts and "Simulation Internal" in texts and not any("TeV" in t for t in texts)
+
+
+def test_style_of_a_config_takes_the_plots_luminosity_first(tmp_path: Path) -> None:
+    from pnn.core.config import load_config
+    from tests.conftest import toy_config, write_config
+
+    raw = toy_config(tmp_path, luminosity=140.0, plots={"experiment": "CMS", "com": 13.0})
+    style = Style.of(load_config(write_config(tmp_path / "a.yaml", raw)))
+    assert (style.experiment, style.com, style.luminosity, style.formats) == ("CMS", 13.0, 140.0, ("png",))
+    raw["plots"]["luminosity"] = 3.2
+    assert Style.of(load_config(write_config(tmp_path / "b.yaml", raw))).luminosity == 3.2
+
+
+class _Roc:
+    def __init__(self, sig, bkg):
+        self.sig_eff, self.bkg_eff, self.auc = np.asarray(sig), np.asarray(bkg), 0.9
+
+
+def test_efficiencies_stay_within_one_and_rounding_is_removed() -> None:
+    eff = plots.efficiency(np.array([0.0, 0.3, 1.0 + 1e-13]), 1.0)
+    assert eff.max() == 1.0
+    # a small sample with positive weights: the ROC axes end at 1 and carry no note
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0.5, 1.5, 30)
+    cum = np.cumsum(w) / w.sum()
+    ax = _roc_axes(_Roc(np.linspace(0, 1, 30), cum))
+    assert ax.get_xlim()[1] == 1.0 and ax.get_ylim()[1] <= 1.0
+    assert not [t for t in ax.texts if "negative" in t.get_text()]
+
+
+def test_efficiency_above_one_from_negative_weights_is_said_on_the_plot() -> None:
+    w = np.array([1.0, 1.0, 1.0, -0.5])  # the event failing the loosest cut weighs negative
+    cum = np.cumsum(w) / w.sum()
+    assert cum.max() > 1
+    ax = _roc_axes(_Roc(np.linspace(0, 1, 4), cum))
+    assert [t for t in ax.texts if "negative weights" in t.get_text()]
+
+
+def _roc_axes(roc) -> plt.Axes:
+    captured = {}
+    original = plots._save
+
+    def keep(fig, path, style=None):
+        captured["fig"] = fig
+
+    plots._save = keep
+    try:
+        plots.roc_curves({"pnn": roc}, Path("unused.png"), "t", ATLAS)
+    finally:
+        plots._save = original
+    return captured["fig"].axes[0]
+
+
+def test_summary_has_log_auc_and_a_ratio_panel_with_a_band(tmp_path: Path) -> None:
+    table = pd.DataFrame({"mass": [500.0, 750.0, 1000.0], "trained": [True, False, True],
+                          "auc": [0.95, 0.97, 0.99], "auc_optimal": [0.96, 0.975, 0.992],
+                          "auc_window": [0.9, 0.92, 0.95], "z": [2.0, 2.5, 3.0],
+                          "z_optimal": [2.1, 2.6, 3.05], "z_window": [1.5, 1.8, 2.0],
+                          "z_ratio": [0.95, 0.96, 0.98], "z_ratio_err": [0.02, 0.02, 0.03]})
+    captured = {}
+    original = plots._save
+    plots._save = lambda fig, path, style=None: captured.setdefault("fig", fig)
+    try:
+        plots.summary(table, tmp_path / "s.png", ATLAS)
+    finally:
+        plots._save = original
+    auc_ax, _z_ax, _auc_ratio, z_ratio = captured["fig"].axes
+    assert auc_ax.get_yscale() == "log" and "1 - ROC AUC" in auc_ax.get_ylabel()
+    pnn_line = next(line for line in auc_ax.get_lines() if line.get_label() == "PNN")
+    np.testing.assert_allclose(pnn_line.get_ydata(), [0.05, 0.03, 0.01])
+    band = z_ratio.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.93) and band.max() == pytest.approx(1.01)
+    np.testing.assert_allclose(z_ratio.get_lines()[-1].get_ydata(), [0.95, 0.96, 0.98])
+
+
+def test_without_errors_the_summary_still_draws(tmp_path: Path) -> None:
+    table = pd.DataFrame({"mass": [500.0, 1000.0], "trained": [True, True], "auc": [0.95, 0.99],
+                          "auc_optimal": [np.nan, np.nan], "auc_window": [np.nan, np.nan],
+                          "z": [2.0, 3.0], "z_optimal": [np.nan, np.nan], "z_window": [np.nan, np.nan]})
+    plots.summary(table, tmp_path / "s.png", ATLAS)
+    _only_png(tmp_path, "s.png")
+
+
+def test_score_distributions_have_a_train_over_test_ratio(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    sample = {c: (rng.beta(a, b, 500), rng.uniform(0.5, 1.5, 500))
+              for c, a, b in (("signal", 5, 1), ("background", 1, 5))}
+    plots.score_distributions(sample, sample, {"signal": 1.0, "background": 1.0},
+                              tmp_path / "scores.png", "m", ATLAS)
+    _only_png(tmp_path, "scores.png")
+
+
+def test_loss_curve_shows_every_epoch_best_epoch_and_learning_rate(tmp_path: Path) -> None:
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "loss": [2.0, 0.5, 0.4, 0.45],
+                            "val_loss": [1.5, 0.45, 0.42, 0.43],
+                            "learning_rate": [0.1, 0.05, 0.03, 0.02]})
+    captured = {}
+    original = plots._save
+    plots._save = lambda fig, path, style=None: captured.setdefault("fig", fig)
+    try:
+        plots.loss_curve(history, tmp_path / "loss.png", "fold 0", ATLAS)
+    finally:
+        plots._save = original
+    ax, lr_ax = captured["fig"].axes
+    lo, hi = ax.get_ylim()
+    assert lo <= 0.4 and hi >= 2.0  # the first epoch is not clipped
+    labels = ax.get_legend().get_texts()
+    assert any("best epoch 3 of 4" in t.get_text() for t in labels)
+    assert any("learning rate" in t.get_text() for t in labels)
+    np.testing.assert_allclose(lr_ax.get_lines()[0].get_ydata(), history["learning_rate"])
+
+
+def test_detuning_legend_explains_the_width(tmp_path: Path) -> None:
+    table = pd.DataFrame({"true_mass": [500.0] * 3 + [1000.0] * 3,
+                          "hypothesis": [500.0, 750.0, 1000.0] * 2,
+                          "z": [3.0, 2.0, 0.5, 0.4, 1.8, 2.5]})
+    captured = {}
+    original = plots._save
+    plots._save = lambda fig, path, style=None: captured.setdefault("fig", fig)
+    try:
+        plots.detuning(table, tmp_path / "d.png", {500.0: (500.0, 500.0), 1000.0: (750.0, 1000.0)},
+                       0.75, ATLAS)
+    finally:
+        plots._save = original
+    texts = [t.get_text() for t in captured["fig"].axes[0].get_legend().get_texts()]
+    assert any("width" in t and "75" in t and "peak" in t for t in texts)
+
+
+def test_weighted_histogram_keeps_every_event_in_range() -> None:
+    sumw, sumw2 = plots.weighted_histogram(np.array([0.0, 0.5, 1.0, 2.0, -1.0]),
+                                           np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([0, 0.5, 1.0]))
+    np.testing.assert_allclose(sumw, [6.0, 9.0])  # below the range to the first bin, 1 and above to the last
+    np.testing.assert_allclose(sumw2, [26.0, 29.0])
