@@ -247,6 +247,15 @@ def check_inputs(cfg: Config, stage: str) -> None:
     """Refuse to submit a stage whose inputs exist but are stale or mixed, before any job is
     queued. Missing inputs pass: jobs queued earlier may still be making them."""
     from pnn.io.ingest import SHARD_DIR, events_identity, events_path
+
+    if stage == "tune":
+        from pnn.learn.tune import load_study, settings
+
+        settings(cfg)
+        if events_path(cfg).is_file():
+            events_identity(cfg)
+        load_study(cfg)  # refuses a journal made by another config
+        return
     from pnn.learn.train import require_model
 
     has_model = (cfg.run_dir / "model" / "metadata.json").is_file()
@@ -256,13 +265,6 @@ def check_inputs(cfg: Config, stage: str) -> None:
         require_model(cfg)
     elif stage == "apply" and has_model:
         require_model(cfg, check_events=False)
-    elif stage == "tune":
-        from pnn.learn.tune import load_study, settings
-
-        settings(cfg)
-        if events_path(cfg).is_file():
-            events_identity(cfg)
-        load_study(cfg)  # refuses a journal made by another config
 
 
 def _fold_recorded(outputs_dir: Path, fold: int) -> bool:
