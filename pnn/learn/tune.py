@@ -195,6 +195,19 @@ def open_study(cfg: Config, events_id: str, seed: int) -> tuple[Any, Any]:
     return study, storage
 
 
+def ensure_default(cfg: Config, study: Any) -> bool:
+    """Enqueue the config's own settings again when their trial failed (its worker was
+    killed), so the best is never worse than the defaults; whether it was enqueued."""
+    from optuna.trial import TrialState
+
+    with _setup_lock(tune_dir(cfg)):
+        if any(t.user_attrs.get(DEFAULT) and t.state != TrialState.FAIL
+               for t in study.get_trials(deepcopy=False)):
+            return False
+        study.enqueue_trial(default_params(cfg), user_attrs={DEFAULT: True})
+    return True
+
+
 def load_study(cfg: Config) -> tuple[Any, Any] | None:
     """The existing study of this config, checked, or None when tuning never started."""
     import optuna
@@ -254,7 +267,7 @@ def why_dead(trial: Any, stale_after: float, now: float | None = None) -> str | 
         return f"its worker (pid {attrs['pid']} on {HOST}) is gone"
     now = time.time() if now is None else now
     start = trial.datetime_start.timestamp() if trial.datetime_start else now
-    last = max(float(attrs.get("alive", start)), start)
+    last = float(attrs.get("alive", start))  # the last epoch report, else the start
     if now - last > stale_after:
         where = attrs.get("host", "an unknown host")
         return f"no epoch report from its worker on {where} for {now - last:.0f} s"
@@ -390,21 +403,25 @@ def run_worker(cfg: Config, worker: int = 0) -> WorkerResult:
     import optuna
 
     from pnn.io.ingest import load_events
-    from pnn.learn.train import train_fold, training_events
 
     t = settings(cfg)
-    _limit_threads(t.threads)
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     events, meta = load_events(cfg)
-    events = training_events(cfg, events)
     study, storage = open_study(cfg, meta["id"], cfg.seed + worker)
     sweep(tune_dir(cfg))  # scratch folders of trials whose worker was killed
+    fail_dead_trials(cfg, study, storage)
     done_before = finished(_state_counts(study))
+    if done_before >= t.trials:
+        return WorkerResult(worker, 0, _state_counts(study))  # nothing to do: TensorFlow never starts
     if done_before:
         study.sampler = _sampler(cfg, cfg.seed + worker + 1000 * done_before)
+    _limit_threads(t.threads)  # before TensorFlow starts
+    import tensorflow as tf
+
+    from pnn.learn.train import train_fold, training_events
+
+    tf.config.experimental.enable_op_determinism()
+    events = training_events(cfg, events)
     dists = distributions(t.space)
     sign = 1.0 if t.objective == "val_loss" else -1.0  # the pruner compares in the study's direction
 
@@ -436,6 +453,7 @@ def run_worker(cfg: Config, worker: int = 0) -> WorkerResult:
     try:
         while True:
             fail_dead_trials(cfg, study, storage)
+            ensure_default(cfg, study)
             counts = _state_counts(study)
             if finished(counts) >= t.trials:
                 break
