@@ -766,7 +766,7 @@ def _describe(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]
                     and issubclass(a, BaseModel)), None)
         if sub is not None and name not in ("signal", "background", "sum_weights"):
             rows.append((key, "", info.description or f"section, see {key}.*"))
-            rows.extend(_describe(sub, key + "."))
+            rows.extend(_describe(sub, key + (".<key>." if typing.get_origin(ann) is dict else ".")))
             continue
         default = "required" if info.is_required() else repr(info.get_default())
         rows.append((key, default, info.description or ""))
