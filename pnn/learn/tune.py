@@ -453,10 +453,10 @@ def run_worker(cfg: Config, worker: int = 0) -> WorkerResult:
     try:
         while True:
             fail_dead_trials(cfg, study, storage)
+            if finished(_state_counts(study)) >= t.trials:
+                break
             ensure_default(cfg, study)
             counts = _state_counts(study)
-            if finished(counts) >= t.trials:
-                break
             if finished(counts) + counts.get("RUNNING", 0) >= t.trials and not counts.get("WAITING"):
                 time.sleep(POLL_SECONDS)  # the last trials run elsewhere; take over if they die
                 continue
