@@ -190,8 +190,8 @@ def open_study(cfg: Config, events_id: str, seed: int) -> tuple[Any, Any]:
         else:
             study = optuna.create_study(storage=storage, study_name=STUDY, sampler=_sampler(cfg, seed),
                                         pruner=_pruner(cfg), direction=_direction(settings(cfg)))
-            study.enqueue_trial(default_params(cfg), user_attrs={DEFAULT: True})
             study.set_user_attr(provenance.KEY, provenance.record(cfg, "tune", {"events": events_id}))
+            study.enqueue_trial(default_params(cfg), user_attrs={DEFAULT: True})
     return study, storage
 
 
