@@ -114,6 +114,19 @@ def test_best_asimov_z_is_the_best_cut_with_enough_background() -> None:
     assert tune.best_asimov_z(score, label, weight, 4) == 0.0
 
 
+def test_asimov_objective_reads_exactly_the_validation_share_of_fold_0(toy_events) -> None:
+    from pnn.learn.preprocess import feature_matrix
+    from pnn.learn.train import split_fold, training_events
+
+    cfg, events = toy_events
+    events = training_events(cfg, events)
+    rows = tune.validation_rows(cfg, events)
+    _, val = split_fold(cfg, events, 0)
+    assert len(rows) == len(val) and len(set(rows)) == len(rows)
+    np.testing.assert_array_equal(feature_matrix(events.iloc[rows], cfg.features), val.X)
+    assert (events["event_number"].to_numpy()[rows] % cfg.preprocessing.folds != 0).all()
+
+
 def _journal(cfg: Config) -> list:
     got = tune.load_study(cfg)
     return [] if got is None else got[0].get_trials()
