@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import time
 import typing
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ import pandas as pd
 import yaml
 
 from pnn.core import provenance
-from pnn.core.atomic import HOST, Staging, sweep, write_json
+from pnn.core.atomic import Staging, sweep, write_json
 from pnn.core.config import Config, SearchRange, Training, Tune
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
@@ -45,6 +46,25 @@ JOURNAL = "journal.log"
 STUDY = "pnn-tune"
 DEFAULT = "default"  # user attribute of the enqueued trial that runs the config's own settings
 POLL_SECONDS = 2.0  # how often a worker with nothing to start looks at the others' trials
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+HOST = socket.gethostname()  # the full name: short names may repeat across domains
+BOOT = _boot_id()  # a rebooted host runs none of the processes it ran before
+PID_NS = _pid_namespace()  # a container with its own process numbers counts as another host
 
 
 def tune_dir(cfg: Config) -> Path:
@@ -249,6 +269,8 @@ def process_start(pid: int) -> int | None:
 def _alive_here(pid: Any, started: Any) -> bool:
     try:
         os.kill(int(pid), 0)
+    except PermissionError:
+        pass  # it exists, under another user
     except (OSError, ValueError, TypeError):
         return False
     return started is None or process_start(int(pid)) in (None, started)
@@ -257,11 +279,14 @@ def _alive_here(pid: Any, started: Any) -> bool:
 def why_dead(trial: Any, stale_after: float, now: float | None = None) -> str | None:
     """Why a RUNNING trial's worker counts as dead, or None while it may be alive.
 
-    Same host: its process is gone (or its pid now names another process). Another host (or
-    a trial whose worker did not yet record itself): no sign of life for ``stale_after`` s.
+    Same host (and process namespace): its process is gone, its pid now names another
+    process, or the host was restarted. Another host (or a trial whose worker did not yet
+    record itself): no sign of life for ``stale_after`` seconds.
     """
     attrs = trial.user_attrs
-    if attrs.get("host") == HOST and "pid" in attrs:
+    if attrs.get("host") == HOST and attrs.get("pid_ns") in (None, PID_NS) and "pid" in attrs:
+        if attrs.get("boot") not in (None, BOOT):
+            return f"its host {HOST} was restarted since it started"
         if _alive_here(attrs["pid"], attrs.get("pid_start")):
             return None
         return f"its worker (pid {attrs['pid']} on {HOST}) is gone"
@@ -427,6 +452,8 @@ def run_worker(cfg: Config, worker: int = 0) -> WorkerResult:
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("host", HOST)
+        trial.set_user_attr("boot", BOOT)
+        trial.set_user_attr("pid_ns", PID_NS)
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("pid_start", process_start(os.getpid()))
         trial.set_user_attr("worker", worker)

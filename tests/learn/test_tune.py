@@ -21,7 +21,6 @@ from pydantic import Field
 
 import pnn.core.config as config_module
 from pnn.cli import main
-from pnn.core.atomic import HOST
 from pnn.core.config import Config, Training, Tune, load_config
 from pnn.io import toy
 from pnn.learn import tune
@@ -83,22 +82,25 @@ def test_trials_of_dead_workers_end_failed(tmp_path) -> None:
     gone = subprocess.Popen(["true"])
     gone.wait()
     dists = tune.distributions(cfg.tune.space)
-    attrs = [{"host": HOST, "pid": gone.pid},  # killed on this host
-             {"host": HOST, "pid": os.getpid(), "pid_start": tune.process_start(os.getpid())},
+    attrs = [{"host": tune.HOST, "pid": gone.pid},  # killed on this host
+             {"host": tune.HOST, "pid": os.getpid(), "pid_start": tune.process_start(os.getpid()),
+              "boot": tune.BOOT},
              {"host": "elsewhere", "pid": 1, "alive": time.time() - 600},  # silent for 10 min
-             {"host": "elsewhere", "pid": 1, "alive": time.time()}]  # reported just now
+             {"host": "elsewhere", "pid": 1, "alive": time.time()},  # reported just now
+             {"host": tune.HOST, "pid": os.getpid(), "boot": "before a restart"}]
     trials = []
     for a in attrs:
         trial = study.ask(dists)
         for k, v in a.items():
             trial.set_user_attr(k, v)
         trials.append(trial.number)
-    assert tune.fail_dead_trials(cfg, study, storage) == [trials[0], trials[2]]
+    assert tune.fail_dead_trials(cfg, study, storage) == [trials[0], trials[2], trials[4]]
     states = {t.number: t.state.name for t in study.get_trials()}
-    assert [states[n] for n in trials] == ["FAIL", "RUNNING", "FAIL", "RUNNING"]
+    assert [states[n] for n in trials] == ["FAIL", "RUNNING", "FAIL", "RUNNING", "FAIL"]
     why = {t.number: t.user_attrs.get("failed_because") for t in study.get_trials()}
     assert f"pid {gone.pid}" in why[trials[0]] and "no epoch report" in why[trials[2]]
-    assert tune.study_status(cfg).counts["FAIL"] == 2  # status checks too (nothing new here)
+    assert "restarted" in why[trials[4]]
+    assert tune.study_status(cfg).counts["FAIL"] == 3  # status checks too (nothing new here)
 
 
 def test_best_asimov_z_is_the_best_cut_with_enough_background() -> None:
