@@ -23,8 +23,9 @@ STUDY := $(RUN)/study/study.md
 EXPORTED := $(RUN)/export/pnn_onnx.json
 LIMITS := $(RUN)/limits/limits.json
 INSPECTED := $(RUN)/inputs/inputs.json
+TUNED := $(RUN)/tune/best.yaml
 
-.PHONY: install demo test test-slurm lint data ingest train inspect evaluate limits report study export submit status clean benchmark
+.PHONY: install demo test test-slurm lint data ingest train inspect evaluate limits report study export tune submit status clean benchmark
 .DELETE_ON_ERROR:
 
 install: $(INSTALLED)
@@ -59,6 +60,7 @@ limits: $(LIMITS)
 report: $(SUMMARY)
 study: $(STUDY)
 export: $(EXPORTED)
+tune: $(TUNED)
 
 ifneq ($(DATA),)
 $(DATA): $(CONFIG) | $(INSTALLED)
@@ -110,6 +112,12 @@ $(STUDY): $(MODEL) $(EVENTS) $(CONFIG)
 # ONNX models for C++ (ONNX Runtime), written after training
 $(EXPORTED): $(MODEL)
 	$(PNN) export $(CONFIG)
+
+# Hyperparameter search of the config's tune: section with WORKERS local processes (default:
+# tune.workers); a rerun resumes the study. Then: pnn run $(TUNED)
+WORKERS ?=
+$(TUNED): $(EVENTS) $(CONFIG)
+	$(PNN) tune $(CONFIG) $(if $(WORKERS),--workers $(WORKERS))
 
 # Batch jobs for one stage, e.g. make submit STAGE=evaluate SCHEDULER=slurm [ARGS=--dry-run]
 STAGE ?= evaluate

@@ -330,6 +330,55 @@ def export_onnx(config: str, output_dir: str | None) -> None:
     do_export(_load(config, output_dir))
 
 
+@main.command("tune")
+@config_arg
+@output_opt
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes on this machine (default: tune.workers).")
+@click.option("--worker", type=click.IntRange(min=0), default=None, metavar="I",
+              help="Run only worker I in this process and do not collect (batch jobs).")
+@click.option("--collect", "collect_only", is_flag=True,
+              help="Only write trials.csv, best.yaml and the plots of a finished study.")
+@click.option("--fresh", is_flag=True,
+              help="Remove the journal and outputs of an earlier search, then start.")
+@_stage
+def tune_verb(config: str, output_dir: str | None, workers: int | None, worker: int | None,
+              collect_only: bool, fresh: bool) -> None:
+    """Search the training settings with Optuna (tune: section), then write best.yaml.
+
+    Workers share one study in <run>/tune/journal.log, so a rerun resumes it; the first
+    trial is the config's own settings.
+    """
+    from pnn.learn import tune as pnn_tune
+
+    cfg = _load(config, output_dir)
+    t = pnn_tune.settings(cfg)
+    if sum((workers is not None, worker is not None, collect_only)) > 1:
+        raise PnnError("--workers, --worker and --collect exclude each other: give one")
+    if fresh:
+        if worker is not None or collect_only:
+            raise PnnError("--fresh starts a whole search: drop --worker/--collect")
+        pnn_tune.start_afresh(cfg)
+    if not collect_only:
+        from pnn.io import ingest
+
+        ingest.events_identity(cfg)  # a missing or stale events table fails here, once
+        pnn_tune.load_study(cfg)  # and so does a journal of another config
+        if worker is not None:
+            res = pnn_tune.run_worker(cfg, worker)
+            click.echo(f"worker {worker}: ran {res.trials_run} trial(s)")
+            status = pnn_tune.study_status(cfg)
+            click.echo(status.line if status else "")
+            return
+        pnn_tune.run_local(cfg, workers or t.workers)
+    res = pnn_tune.collect(cfg)
+    click.echo(f"best trial {res.best_number}: {t.objective} {res.best_value:.6g}"
+               + ("" if res.default_value is None else
+                  f" (the config's own settings: {res.default_value:.6g})"))
+    click.echo("  " + ", ".join(f"{k}: {v}" for k, v in res.best_values.items()))
+    click.echo("wrote " + ", ".join(str(p) for p in res.paths))
+
+
 @main.group()
 def study() -> None:
     """Physics validation: baselines, interpolation, detuning, feature importance.
@@ -484,6 +533,8 @@ def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees
               help="Only these folds (train; repeatable or comma-separated).")
 @click.option("--files", "files", multiple=True, help="Input ntuples for apply (repeatable, globs allowed).")
 @click.option("--files-per-job", type=int, default=None, help="Input files per job (ingest, apply).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker jobs sharing the study (tune; default: tune.workers).")
 @click.option("--partition", default=None, help="Slurm partition.")
 @click.option("--account", default=None, help="Slurm account / HTCondor accounting group.")
 @click.option("--time", "time_", default=None, help="Wall time per task, [D-]HH:MM:SS.")
@@ -502,7 +553,8 @@ def submit(config: str, stage: str, output_dir: str | None, scheduler: str | Non
            masses: tuple[float, ...], folds: tuple[int, ...], files: tuple[str, ...],
            files_per_job: int | None, partition: str | None, account: str | None, time_: str | None,
            memory: str | None, cpus: int | None, max_concurrent: int | None, job_flavour: str | None,
-           directives: tuple[str, ...], setup: str | None, dry_run: bool, force: bool) -> None:
+           directives: tuple[str, ...], setup: str | None, dry_run: bool, force: bool,
+           workers: int | None) -> None:
     """Split a stage into batch jobs (one per fold, mass or file group) and submit them.
 
     Finished tasks are skipped, so submitting again after a failure redoes only what failed;
@@ -526,7 +578,9 @@ def submit(config: str, stage: str, output_dir: str | None, scheduler: str | Non
         key = "slurm_directives" if scheduler == "slurm" else "htcondor_commands"
         res = res.model_copy(update={key: [*getattr(res, key), *directives]})
         schedulers.check_resources(res, config=config, from_command_line=(*on_command_line, key))
-    sel = jobs.Selection(masses, folds, files, res.files_per_job)
+    if workers is not None and stage != "tune":
+        raise PnnError("--workers goes with stage 'tune'")
+    sel = jobs.Selection(masses, folds, files, res.files_per_job, workers)
     if not dry_run:  # a dry run may be looked at before the inputs exist
         jobs.check_inputs(cfg, stage)
     jd, spec = jobs.prepare(cfg, config, stage, sel, output_dir, res.setup, dry_run=dry_run, force=force)
@@ -559,7 +613,16 @@ def status(config: str, stage: str | None, output_dir: str | None) -> None:
         return
     from pnn.batch import jobs, schedulers
 
-    jd = jobs.JobDir.of(_load(config, output_dir), stage)
+    cfg = _load(config, output_dir)
+    jd = jobs.JobDir.of(cfg, stage)
+    if stage == "tune":  # the study itself, wherever its workers run
+        from pnn.learn import tune as pnn_tune
+
+        pnn_tune.settings(cfg)
+        trials = pnn_tune.study_status(cfg)
+        click.echo(trials.line if trials else "trials: none yet (the study has not started)")
+        if not jd.spec_path.is_file():
+            return
     rows = jobs.status(jd, *schedulers.scheduler_view(jd))
     width = max(len(r.label) for r in rows)
     for r in rows:

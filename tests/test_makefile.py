@@ -56,3 +56,15 @@ def test_make_submit_and_status_pass_stage_and_scheduler(tmp_path: Path) -> None
     out = subprocess.run([*args, "status", "STAGE=evaluate"], capture_output=True, text=True,
                          check=True).stdout
     assert f"pnn status {cfg} evaluate" in out
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_tune_passes_the_workers(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", toy_config(tmp_path))
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    args = ["make", "-n", "-B", "-C", str(ROOT), f"CONFIG={cfg}", f"INSTALLED={stamp}", "PNN=pnn"]
+    out = subprocess.run([*args, "tune", "WORKERS=3"], capture_output=True, text=True, check=True).stdout
+    assert f"pnn tune {cfg} --workers 3" in out
+    out = subprocess.run([*args, "tune"], capture_output=True, text=True, check=True).stdout
+    assert f"pnn tune {cfg}" in [line.strip() for line in out.splitlines()]

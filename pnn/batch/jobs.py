@@ -54,6 +54,7 @@ class Selection:
     folds: tuple[int, ...] = ()
     files: tuple[str, ...] = ()
     files_per_job: int = 10
+    workers: int | None = None  # tune: worker jobs (default: tune.workers)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,21 @@ def split_dedicated(cfg: Config, config: str, sel: Selection) -> list[Task]:
             for m in _masses(sel.masses, trained, "trained")]
 
 
+def split_tune(cfg: Config, config: str, sel: Selection) -> list[Task]:
+    """One task per worker: ``pnn tune CONFIG --worker I``; each is done once the shared
+    study holds ``tune.trials`` finished trials."""
+    from pnn.learn.tune import settings
+
+    t = settings(cfg)
+    n = sel.workers or t.workers
+    return [Task(f"worker{i}", ["tune", config, "--worker", str(i)], check=f"tune:{t.trials}")
+            for i in range(n)]
+
+
+def _tune_collect(cfg: Config, config: str) -> list[str]:
+    return ["tune", config, "--collect"]
+
+
 def _report(cfg: Config, config: str) -> list[str]:
     return ["report", config]
 
@@ -208,12 +224,15 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("dedicated", split_dedicated, _study_all, "one dedicated network per trained mass; "
           "collect: pnn study all"),
     Stage("apply", split_apply, None, "one job per group of input files", ("--force",)),
+    Stage("tune", split_tune, _tune_collect, "--workers jobs sharing one Optuna study; collect: "
+          "pnn tune --collect"),
 )}
 
 
 # The config sections each cluster stage depends on (see pnn.core.provenance).
 _PROVENANCE_STAGE = {"ingest": "ingest", "train": "train", "evaluate": "evaluate", "limits": "limits",
-                     "interpolation": "study", "dedicated": "study", "apply": "apply"}
+                     "interpolation": "study", "dedicated": "study", "apply": "apply",
+                     "tune": "tune"}
 
 
 def stage_digest(cfg: Config, stage: str) -> str:
@@ -226,6 +245,15 @@ def check_inputs(cfg: Config, stage: str) -> None:
     """Refuse to submit a stage whose inputs exist but are stale or mixed, before any job is
     queued. Missing inputs pass: jobs queued earlier may still be making them."""
     from pnn.io.ingest import SHARD_DIR, events_identity, events_path
+
+    if stage == "tune":
+        from pnn.learn.tune import load_study, settings
+
+        settings(cfg)
+        if events_path(cfg).is_file():
+            events_identity(cfg)
+        load_study(cfg)  # refuses a journal made by another config
+        return
     from pnn.learn.train import require_model
 
     has_model = (cfg.run_dir / "model" / "metadata.json").is_file()
@@ -296,6 +324,10 @@ def _outputs_complete(task: dict, run_dir: Path) -> bool:
     check = task.get("check")
     if check and check.startswith("fold"):
         return _fold_recorded(run_dir, int(check[4:]))
+    if check and check.startswith("tune:"):
+        from pnn.learn.tune import study_complete
+
+        return study_complete(run_dir, int(check[5:]))
     return True
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import re
 import typing
@@ -309,6 +310,92 @@ class Training(_Strict):
         return v
 
 
+class SearchRange(_Strict):
+    """One tuned training key: a range (low, high, optionally log) or a list of choices."""
+
+    low: int | float | None = Field(None, description="lower end of the range")
+    high: int | float | None = Field(None, description="upper end of the range")
+    log: bool = Field(False, description="sample the range on a log scale (low > 0)")
+    choices: list[Any] | None = Field(None, description="the values to choose from")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchRange:
+        ranged = self.low is not None or self.high is not None
+        if ranged == (self.choices is not None):
+            raise ValueError("give either low and high (a range) or choices")
+        if ranged:
+            if self.low is None or self.high is None:
+                raise ValueError("a range needs both low and high")
+            if self.low >= self.high:
+                raise ValueError(f"empty range: low {self.low!r} is not below high {self.high!r}")
+            if self.log and self.low <= 0:
+                raise ValueError(f"a log range needs low > 0 (got {self.low!r})")
+        else:
+            if self.log:
+                raise ValueError("'log' goes with a range, not with choices")
+            if not self.choices:
+                raise ValueError("choices must list at least one value")
+            if len({json.dumps(c, sort_keys=True) for c in self.choices}) != len(self.choices):
+                raise ValueError("choices must not repeat")
+        return self
+
+
+def _tunable(key: str, rng: SearchRange) -> None:
+    """Check one search-space entry against the ``Training`` field it tunes (found from the
+    schema, so every training key is tunable): a range only over a number field, each end
+    and each choice a valid value of that field."""
+    fields = Training.model_fields
+    if key not in fields:
+        raise ValueError(f"'{key}' is not a training key: use one of {', '.join(fields)}")
+    values = rng.choices if rng.choices is not None else [rng.low, rng.high]
+    if rng.choices is None:
+        kinds = {typing.get_origin(k) or k for k in _types_in(fields[key].annotation)}
+        if not kinds & {int, float} or kinds & {list, dict, str, bool}:
+            raise ValueError(f"'{key}' is not a number: give it choices, not a range")
+        if float not in kinds and not all(isinstance(v, int) for v in values):
+            raise ValueError(f"'{key}' is an integer: give integer low and high")
+    for value in values:
+        try:
+            Training.model_validate({key: value}, strict=True)
+        except ValidationError as err:
+            msg = err.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ValueError(f"'{key}': {value!r} is not a valid value ({msg})") from None
+
+
+class Tune(_Strict):
+    """Hyperparameter search over the training keys (``pnn tune``, Optuna)."""
+
+    space: dict[str, SearchRange] = Field(
+        description="training key -> {low, high, log} or {choices}, e.g. learning_rate: "
+        "{low: 1.0e-3, high: 0.3, log: true}")
+    trials: int = Field(20, ge=1, description="finished (complete or pruned) trials of the study, "
+                        "over all workers")
+    objective: Literal["val_loss", "asimov_z"] = Field(
+        "val_loss", description="val_loss: fold 0's best weighted validation loss (minimised); "
+        "asimov_z: mean best-cut Asimov Z over the trained masses on that validation share "
+        "(maximised)")
+    sampler: Literal["tpe", "random"] = Field(
+        "tpe", description="Optuna sampler; worker i is seeded with seed + i")
+    startup_trials: int = Field(5, ge=1, description="random trials before TPE models the space")
+    pruning: bool = Field(True, description="stop hopeless trials early (median pruner on the "
+                          "epoch validation losses)")
+    workers: int = Field(1, ge=1, description="worker processes (pnn tune) or batch jobs "
+                         "(pnn submit); --workers overrides it")
+    threads: int = Field(1, ge=1, description="CPU threads of each worker (TensorFlow and BLAS)")
+    stale_after: float = Field(
+        7200.0, gt=0, description="seconds without an epoch report after which a running trial "
+        "of a worker on another host counts as dead (marked failed)")
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, v: dict[str, SearchRange]) -> dict[str, SearchRange]:
+        if not v:
+            raise ValueError("the search space is empty: add training keys to tune")
+        for key, rng in v.items():
+            _tunable(key, rng)
+        return v
+
+
 class Evaluation(_Strict):
     masses: list[float] | None = Field(None, description="masses to evaluate; default: all signal")
     min_background_events: int = Field(
@@ -516,6 +603,7 @@ class Config(_Strict):
     apply: Apply = Apply()
     limits: Limits = Limits()
     plots: Plots = Plots()
+    tune: Tune | None = None
     cluster: Cluster = Cluster()
 
     @field_validator("name")
@@ -564,6 +652,19 @@ class Config(_Strict):
             if unknown:
                 raise ValueError(f"limits.systematics '{syst.name}': no sample '{unknown[0]}': "
                                  f"use names from samples.signal/background, or 'signal'")
+        return self
+
+    @model_validator(mode="after")
+    def _tune_defaults(self) -> Config:
+        """The first trial is the config's own training settings: they must lie in the space."""
+        for key, rng in (self.tune.space if self.tune else {}).items():
+            own = getattr(self.training, key)
+            inside = (own in rng.choices if rng.choices is not None
+                      else own is not None and rng.low <= own <= rng.high)
+            if not inside:
+                raise ValueError(f"tune.space.{key}: the configured training.{key} {own!r} is "
+                                 "outside the space: include it (the first trial runs the "
+                                 "config's own settings)")
         return self
 
     _source: str = PrivateAttr("CONFIG")
@@ -713,7 +814,7 @@ def _describe(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]
                     and issubclass(a, BaseModel)), None)
         if sub is not None and name not in ("signal", "background", "sum_weights"):
             rows.append((key, "", info.description or f"section, see {key}.*"))
-            rows.extend(_describe(sub, key + "."))
+            rows.extend(_describe(sub, key + (".<key>." if typing.get_origin(ann) is dict else ".")))
             continue
         default = "required" if info.is_required() else repr(info.get_default())
         rows.append((key, default, info.description or ""))

@@ -35,13 +35,17 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "export": _TRAIN,
     "apply": (*_TRAIN, "apply"),
     "limits": (*_TRAIN, "evaluation", "samples.data", "limits"),
+    # the tuning journal: what each trial trains on and what the search optimises (not how
+    # many trials or workers, so a study can be extended and resumed)
+    "tune": (*_TRAIN, "evaluation.min_background_events", "tune.space", "tune.objective",
+             "tune.sampler", "tune.startup_trials", "tune.pruning"),
     # data and systematic-variation events, read for the limits only
     "variations": (*_INGEST, "samples.data", "limits.systematics"),
 }
 # The verb that rebuilds the output of each stage.
 VERB = {"ingest": "ingest", "train": "train", "evaluate": "evaluate", "report": "report",
         "study": "study all", "export": "export", "apply": "apply", "limits": "limits",
-        "variations": "limits", "inspect": "inspect"}
+        "variations": "limits", "inspect": "inspect", "tune": "tune"}
 
 
 def _hash(value: Any) -> str:

@@ -13,7 +13,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -166,8 +166,13 @@ class EarlyStop:
 
 
 def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
-               parametric: bool = True) -> FoldResult:
-    """Train, early-stop and save the model of ``fold`` with its scaler and history."""
+               parametric: bool = True, *,
+               on_epoch: Callable[[int, float], None] | None = None) -> FoldResult:
+    """Train, early-stop and save the model of ``fold`` with its scaler and history.
+
+    ``on_epoch(epoch, val_loss)`` is called after every epoch (tuning reports the losses to
+    its pruner there, and may stop the training by raising).
+    """
     start = time.perf_counter()
     t = cfg.training
     train, val = split_fold(cfg, events, fold)
@@ -199,6 +204,8 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
                         "learning_rate": lr})
         log.info("fold %d epoch %d/%d: loss %.5f val_loss %.5f lr %.3g", fold, epoch + 1,
                  t.epochs, loss, val_loss, lr)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, val_loss)
         if stop.update(epoch + 1, val_loss):
             best_weights = net.get_weights()
             stalled = 0

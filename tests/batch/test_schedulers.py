@@ -151,3 +151,39 @@ def test_missing_sbatch_is_one_line_with_the_fix(small_toy, tmp_path, monkeypatc
     res = CliRunner().invoke(main, ["submit", str(small_toy), "evaluate", "--scheduler", "htcondor"])
     assert res.exit_code == 0
     assert "condor_submit_dag is not installed here: on a submit node run" in res.output
+
+
+@pytest.fixture
+def with_tune(with_cluster) -> Path:
+    raw = yaml.safe_load(with_cluster.read_text())
+    raw["tune"] = {"trials": 6, "workers": 3,
+                   "space": {"learning_rate": {"low": 0.01, "high": 0.3, "log": True}}}
+    with_cluster.write_text(yaml.safe_dump(raw))
+    return with_cluster
+
+
+def test_tune_jobs_are_workers_with_a_collect_step(with_tune) -> None:
+    out = submit(with_tune, "tune", "--scheduler", "slurm", "--workers", "2")
+    jd = JobDir.of(load_config(with_tune), "tune")
+    dry = jd.files(dry_run=True)
+    lines = (dry / "tasks.txt").read_text().splitlines()
+    config = str(with_tune.resolve())
+    assert [shlex.split(ln) for ln in lines] == [["pnn", "tune", config, "--worker", str(i)]
+                                                 for i in range(2)]
+    assert "#SBATCH --array=0-1%3" in (dry / "tasks.sbatch").read_text().splitlines()
+    assert JobDir(dry).spec()["collect"] == ["tune", config, "--collect"]
+    assert "--dependency=afterok:<tasks job id>" in out
+
+    submit(with_tune, "tune", "--scheduler", "htcondor")  # tune.workers: 3 jobs
+    sub = htcondor2.Submit((dry / "tasks.sub").read_text())
+    items = [shlex.split(i["task"]) for i in sub.itemdata()]
+    assert [i[-1] for i in items] == ["0", "1", "2"] and all(i[1] == "tune" for i in items)
+    collect = htcondor2.Submit((dry / "collect.sub").read_text())
+    assert "run-collect" in collect["arguments"]
+    dag = (dry / "tune.dag").read_text()
+    assert "PARENT tasks CHILD collect" in dag
+
+
+def test_workers_option_belongs_to_tune(with_tune) -> None:
+    res = CliRunner().invoke(main, ["submit", str(with_tune), "train", "--workers", "2", "--dry-run"])
+    assert res.exit_code == 2 and res.output.strip() == "pnn: error: --workers goes with stage 'tune'"

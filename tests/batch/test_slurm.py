@@ -150,3 +150,103 @@ def test_slurm_arrays_match_local_run_and_resubmit_only_the_failed_task(slurm, t
 
     res = pnn("submit", cfg, "evaluate", "--scheduler", "slurm", "-o", str(slurm_out))
     assert "nothing to submit" in res.stdout
+
+
+@pytest.fixture(scope="module")
+def tune_toy(tmp_path_factory):
+    """A tiny ingested toy with a tune section: each trial trains for seconds."""
+    tmp = tmp_path_factory.mktemp("tune")
+    cfg = toy_config(tmp, offgrid=(), signal_events=300, background_events=3000, epochs=2,
+                     cluster={"memory": "500M", "time": "00:10:00"},
+                     tune={"trials": 6, "startup_trials": 2,
+                           "space": {"learning_rate": {"low": 0.02, "high": 0.3, "log": True},
+                                     "layers": {"choices": [[8], [8, 8]]}}})
+    cfg["training"]["layers"] = [8]
+    g = cfg["generate"]
+    toy.write(g["output"], g["masses"], g["signal_events"], g["background_events"], 140.0, cfg["seed"])
+    path = write_config(tmp / "config.yaml", cfg)
+    pnn("ingest", str(path))
+    return path, load_config(path).run_dir
+
+
+def _run_copy(events_run: Path, out: Path) -> Path:
+    """A run directory under ``out`` holding only the ingested events."""
+    (out / "small").mkdir(parents=True)
+    for name in ("events.parquet", "events.json"):
+        shutil.copy(events_run / name, out / "small" / name)
+    return out / "small"
+
+
+def _trials(run: Path) -> list:
+    import optuna
+
+    from pnn.learn.tune import JOURNAL, STUDY
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run / "tune" / JOURNAL)))
+    return optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+
+
+def _finished(trials: list) -> int:
+    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+
+
+def test_tune_workers_as_a_slurm_array_share_one_study(slurm, tune_toy, tmp_path) -> None:
+    path, events_run = tune_toy
+    out = tmp_path / "out"
+    run = _run_copy(events_run, out)
+    res = pnn("submit", str(path), "tune", "--scheduler", "slurm", "--workers", "2", "-o", str(out))
+    assert "submitted 2 task(s) as Slurm job array" in res.stdout and "collect job" in res.stdout
+    wait_for_queue()
+    res = pnn("status", str(path), "tune", "-o", str(out))
+    assert states(res.stdout) == {"worker0": "done", "worker1": "done", "collect": "done"}, res.stdout
+    assert res.stdout.splitlines()[0].startswith("trials: ")
+
+    assert [p.name for p in (run / "tune").glob("*.log")] == ["journal.log"]  # one journal
+    trials = _trials(run)
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    assert 6 <= _finished(trials) <= 7  # one more at most: a worker started as another finished
+    assert {t.user_attrs["worker"] for t in trials} == {0, 1}  # both workers took trials
+    assert sum(bool(t.user_attrs.get("default")) for t in trials) == 1
+    best = load_config(run / "tune" / "best.yaml")
+    assert best.name == "small-best"
+    assert len((run / "tune" / "trials.csv").read_text().splitlines()) == len(trials) + 1
+
+
+def test_a_killed_tune_worker_leaves_its_trial_failed_and_a_rerun_finishes(slurm, tune_toy, tmp_path) -> None:
+    import signal
+
+    path, events_run = tune_toy
+    out = tmp_path / "out"
+    run = _run_copy(events_run, out)
+    raw = load_config(path).model_dump(mode="json")
+    raw["tune"]["trials"] = 2
+    small = write_config(tmp_path / "two.yaml", raw)
+    pnn("submit", str(small), "tune", "--scheduler", "slurm", "--workers", "1", "-o", str(out))
+    end = time.monotonic() + 180
+    while True:
+        running = [t for t in (_trials(run) if (run / "tune" / "journal.log").is_file() else [])
+                   if t.state.name == "RUNNING" and "alive" in t.user_attrs]
+        if running:
+            break
+        assert time.monotonic() < end, "no trial started"
+        time.sleep(0.2)
+    victim = running[0]
+    os.kill(victim.user_attrs["pid"], signal.SIGKILL)  # the worker dies mid-trial
+    wait_for_queue()
+    res = pnn("status", str(small), "tune", "-o", str(out), check=False)
+    assert res.returncode == 1 and states(res.stdout)["worker0"] == "failed", res.stdout
+    assert "1 failed" in res.stdout.splitlines()[0], res.stdout  # status marked the trial failed
+    (killed,) = [t for t in _trials(run) if t.number == victim.number]
+    assert killed.state.name == "FAIL" and "is gone" in killed.user_attrs["failed_because"]
+
+    res = pnn("submit", str(small), "tune", "--scheduler", "slurm", "-o", str(out))
+    assert "submitted 1 task(s)" in res.stdout
+    wait_for_queue()
+    res = pnn("status", str(small), "tune", "-o", str(out))
+    assert set(states(res.stdout).values()) == {"done"}, res.stdout
+    trials = _trials(run)
+    assert _finished(trials) == 2 and [t.state.name for t in trials].count("FAIL") == 1
+    assert any(t.user_attrs.get("default") and t.state.name == "COMPLETE" for t in trials)
+    assert (run / "tune" / "best.yaml").is_file()
