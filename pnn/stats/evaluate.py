@@ -106,11 +106,12 @@ def check_masses(masses: list[float], trained: list[float], allow_extrapolation:
 def method_metrics(score: np.ndarray, label: np.ndarray, weight: np.ndarray, half: np.ndarray,
                    min_bkg: int, bkg_uncertainty: float = 0.0) -> tuple[MethodMetrics, metrics.Summary]:
     """ROC, background efficiencies and the half-split significance of one discriminant."""
-    summary = metrics.summarise(score, label, weight, half, min_bkg, bkg_uncertainty)
+    summary = metrics.summarise(score, label, weight, half, min_bkg, bkg_uncertainty,
+                                points=PLOT_POINTS)
     r, sig = summary.roc, summary.significance
     return MethodMetrics(
-        auc=r.auc, bkg_eff_sig80=metrics.bkg_eff_at(r, 0.80),
-        bkg_eff_sig95=metrics.bkg_eff_at(r, 0.95), z=sig.z, s=sig.s, b=sig.b,
+        auc=r.auc, bkg_eff_sig80=summary.bkg_eff_sig80,
+        bkg_eff_sig95=summary.bkg_eff_sig95, z=sig.z, s=sig.s, b=sig.b,
         s_over_sqrt_b=sig.s_over_sqrt_b, cut=sig.threshold, cut_other_half=sig.threshold_other,
         n_bkg_mc=sig.n_bkg,
         z_bkg_uncertainty=sig.z_uncertain,
@@ -124,30 +125,6 @@ def _ks(train: np.ndarray, test: np.ndarray) -> float:
 
 
 PLOT_POINTS = 4000  # points of a curve drawn from millions of cuts
-
-
-def _thin(n: int, *curves: np.ndarray) -> np.ndarray:
-    """At most about ``PLOT_POINTS`` indices of ``n`` points, dense along every curve given
-    (each increasing, in [0, 1]): enough to draw it without drawing millions of points."""
-    if n <= PLOT_POINTS:
-        return np.arange(n)
-    picks = [np.array([0, n - 1])]
-    per = PLOT_POINTS // (2 * len(curves))
-    for c in curves:
-        picks.append(np.searchsorted(c, np.linspace(0.0, 1.0, per)))
-        picks.append(np.searchsorted(c, np.geomspace(1e-7, 1.0, per)))
-    return np.unique(np.clip(np.concatenate(picks), 0, n - 1))
-
-
-def _plot_roc(r: metrics.Roc) -> metrics.Roc:
-    i = _thin(len(r.sig_eff), r.sig_eff, r.bkg_eff)
-    return metrics.Roc(r.bkg_eff[i], r.sig_eff[i], r.thresholds[i], r.auc)
-
-
-def _plot_scan(cs: metrics.CutScan) -> metrics.CutScan:
-    total = cs.s[-1] if len(cs.s) and cs.s[-1] > 0 else 1.0
-    i = _thin(len(cs.s), np.maximum.accumulate(cs.s / total))
-    return metrics.CutScan(cs.thresholds[i], cs.s[i], cs.b[i], cs.n_bkg[i])
 
 
 CHUNK_EVENTS = 1_000_000
@@ -285,9 +262,8 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
             {"signal": (score[is_sig], weight[is_sig]),
              "background": (score[~is_sig], weight[~is_sig])},
             {"signal": ks_sig, "background": ks_bkg}, staged.path("scores.png"), title)
-        plots.roc_curves({n: _plot_roc(s.roc) for n, s in summaries.items()},
-                         staged.path("roc.png"), title)
-        plots.significance_vs_cut(_plot_scan(summaries["pnn"].scan),
+        plots.roc_curves({n: s.roc for n, s in summaries.items()}, staged.path("roc.png"), title)
+        plots.significance_vs_cut(summaries["pnn"].scan,
                                   (results["pnn"].cut, results["pnn"].cut_other_half),
                                   ev.min_background_events, staged.path("significance.png"), title)
         write_json(staged.path("metrics.json"),
@@ -336,7 +312,9 @@ def sanity_path(run_dir: Path) -> Path:
 
 def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sanity.Check]:
     """Run-level sanity checks (mass leak, ignored mass); written to ``sanity.json``."""
-    checks = [sanity.mass_leak(cfg, training_events(cfg, events), cfg.evaluation.mass_leak_tolerance)]
+    narrow = events[["event_number", "sample", "label", "mass", "weight"]]  # not the features
+    checks = [sanity.mass_leak(cfg, training_events(cfg, narrow), cfg.evaluation.mass_leak_tolerance)]
+    del narrow
     rng = np.random.default_rng([cfg.seed, 17])
     pick = np.sort(rng.choice(len(events), min(len(events), sanity.SENSITIVITY_EVENTS), replace=False))
     sample = events.iloc[pick]

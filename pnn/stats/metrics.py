@@ -193,12 +193,18 @@ class CutBins:
 
 @dataclass(frozen=True)
 class Summary:
-    """Every figure of merit of one discriminant, from one sort of its scores."""
+    """Every figure of merit of one discriminant, from one sort of its scores.
+
+    ``roc`` and ``scan`` hold every distinct score, or about ``points`` of them when thinned
+    for drawing; ``auc`` and the background efficiencies are always from every score.
+    """
 
     roc: Roc
     scan: CutScan
     significance: Significance
     bins: CutBins
+    bkg_eff_sig80: float
+    bkg_eff_sig95: float
 
 
 def _cum(mask: np.ndarray, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -212,14 +218,31 @@ def _count(mask: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.cumsum(mask, dtype=np.int64)[ends]
 
 
+def thin(n: int, curves: list[np.ndarray], points: int) -> np.ndarray:
+    """At most about ``points`` indices of ``n`` points, dense along every curve given (each
+    increasing, in [0, 1], linear and logarithmic steps): enough to draw millions of points."""
+    if n <= points:
+        return np.arange(n)
+    per = max(points // (2 * len(curves)), 2)
+    picks = [np.array([0, n - 1])]
+    for c in curves:
+        picks.append(np.searchsorted(c, np.linspace(0.0, 1.0, per)))
+        picks.append(np.searchsorted(c, np.geomspace(1e-7, 1.0, per)))
+    return np.unique(np.clip(np.concatenate(picks), 0, n - 1))
+
+
+BLOCK = 1 << 20  # elements of the cut scan handled at once, to bound temporaries
+
+
 def summarise(score: np.ndarray, label: np.ndarray, weight: np.ndarray, half: np.ndarray,
               min_bkg_events: int, bkg_uncertainty: float = 0.0,
-              bins: int = BOOTSTRAP_BINS) -> Summary:
+              bins: int = BOOTSTRAP_BINS, points: int | None = None) -> Summary:
     """ROC, the scan over all cuts and :func:`best_cut` from one descending sort.
 
     The same numbers as :func:`roc`, :func:`scan` and :func:`best_cut` (up to the order of
     floating-point additions) without their copies, so it scales to tens of millions of events:
-    cumulative yields of each class and half are read at the last event of each distinct score.
+    cumulative yields of each class and half are read at the last event of each distinct score,
+    one at a time. ``points`` thins the returned curves for drawing.
     """
     score = np.asarray(score, dtype=np.float64)
     order = np.argsort(-score, kind="stable")
@@ -230,44 +253,65 @@ def summarise(score: np.ndarray, label: np.ndarray, weight: np.ndarray, half: np
     is_sig = np.asarray(label)[order] == 1
     w = np.asarray(weight, dtype=np.float64)[order]
     first = np.asarray(half, bool)[order]
-    s_all, b_all = _cum(is_sig, w, ends), _cum(~is_sig, w, ends)
-    n_all = _count(~is_sig, ends)
-    tpr = np.r_[0.0, s_all / s_all[-1]] if len(ends) else np.zeros(1)
-    fpr = np.r_[0.0, b_all / b_all[-1]] if len(ends) else np.zeros(1)
-    r = Roc(fpr, tpr, np.r_[np.inf, thresholds], float(np.trapezoid(tpr, fpr)))
-    cs = CutScan(thresholds, s_all, b_all, n_all)
+    sig = _split_significance(thresholds, ends, is_sig, w, first, min_bkg_events, bkg_uncertainty)
 
-    halves = []
-    for part in (first, ~first):
-        halves.append((_cum(is_sig & part, w, ends), _cum(~is_sig & part, w, ends),
-                       _count(~is_sig & part, ends)))
-    sig = _split_significance(thresholds, halves, min_bkg_events, bkg_uncertainty)
+    s_all, b_all = _cum(is_sig, w, ends), _cum(~is_sig, w, ends)
     del w
+    n_all = _count(~is_sig, ends)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpr = np.r_[0.0, s_all / s_all[-1]]
+        fpr = np.r_[0.0, b_all / b_all[-1]]
+    r = Roc(fpr, tpr, np.r_[np.inf, thresholds], float(np.trapezoid(tpr, fpr)))
+    effs = bkg_eff_at(r, 0.80), bkg_eff_at(r, 0.95)
+    cs = CutScan(thresholds, s_all, b_all, n_all)
+    if points is not None:
+        i = thin(len(tpr), [tpr, fpr], points)
+        r = Roc(fpr[i], tpr[i], r.thresholds[i], r.auc)
+        total = s_all[-1] if len(s_all) and s_all[-1] > 0 else 1.0
+        j = thin(len(s_all), [np.maximum.accumulate(s_all / total)], points)
+        cs = CutScan(thresholds[j], s_all[j], b_all[j], n_all[j])
+    del tpr, fpr, s_all, b_all, n_all, thresholds
     code, n_bins = _bin_code(is_sig, first, ends, order, bins)
     n_bkg = np.bincount(code, minlength=4 * n_bins).reshape(n_bins, 4)[:, 2:].T
-    return Summary(r, cs, sig, CutBins(code, n_bkg.astype(np.int64)))
+    return Summary(r, cs, sig, CutBins(code, n_bkg.astype(np.int64)), *effs)
 
 
-def _split_significance(thresholds, halves, min_bkg_events, bkg_uncertainty) -> Significance:
-    """:func:`best_cut` from the cumulative yields of each half at every distinct score."""
-    totals = [(h[0][-1], h[1][-1]) for h in halves]
+def _split_significance(thresholds, ends, is_sig, w, first, min_bkg_events,
+                        bkg_uncertainty) -> Significance:
+    """:func:`best_cut` on events sorted by descending score (``ends``: last event of each
+    distinct score), holding the cumulative yields of one half at a time."""
+    parts = (first, ~first)
+    totals = [(float(w[is_sig & p].sum()), float(w[~is_sig & p].sum())) for p in parts]
     s_tot = totals[0][0] + totals[1][0]
     b_tot = totals[0][1] + totals[1][1]
     cuts, results = [], []
     for c, m in ((0, 1), (1, 0)):
-        s_c, b_c, n_c = halves[c]
         ss = s_tot / totals[c][0] if totals[c][0] > 0 else np.nan
         sb = b_tot / totals[c][1] if totals[c][1] > 0 else np.nan
-        z = asimov_z(s_c * ss, b_c * sb)
-        z = np.where((n_c >= min_bkg_events) & (b_c * sb > 0), z, np.nan)
-        if np.all(np.isnan(z)):
+        s_c = _cum(is_sig & parts[c], w, ends)
+        b_c = _cum(~is_sig & parts[c], w, ends)
+        n_c = _count(~is_sig & parts[c], ends)
+        best, i = -np.inf, -1
+        for lo in range(0, len(ends), BLOCK):
+            hi = lo + BLOCK
+            z = asimov_z(s_c[lo:hi] * ss, b_c[lo:hi] * sb)
+            z[~((n_c[lo:hi] >= min_bkg_events) & (b_c[lo:hi] * sb > 0))] = np.nan
+            if np.all(np.isnan(z)):
+                continue
+            k = int(np.nanargmax(z))
+            if z[k] > best:
+                best, i = float(z[k]), lo + k
+        del s_c, b_c, n_c
+        if i < 0:
             return Significance(np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, 0)
-        i = int(np.nanargmax(z))
         cuts.append(float(thresholds[i]))
-        s_m, b_m, n_m = halves[m]
+        above = slice(0, ends[i] + 1)
         ms = s_tot / totals[m][0] if totals[m][0] > 0 else np.nan
         mb = b_tot / totals[m][1] if totals[m][1] > 0 else np.nan
-        results.append((float(s_m[i] * ms), float(b_m[i] * mb), int(n_m[i])))
+        sel_s = is_sig[above] & parts[m][above]
+        sel_b = ~is_sig[above] & parts[m][above]
+        results.append((float(w[above][sel_s].sum() * ms), float(w[above][sel_b].sum() * mb),
+                        int(sel_b.sum())))
     s = np.array([r[0] for r in results])
     b = np.array([r[1] for r in results])
     z = asimov_z(s, b)
@@ -289,15 +333,16 @@ def _bin_code(is_sig: np.ndarray, first: np.ndarray, ends: np.ndarray, order: np
     pos_s = np.flatnonzero(is_sig)
     marks = [np.array([n - 1])]
     if len(pos_b):
-        ranks = np.unique(np.geomspace(1, len(pos_b), bins).astype(np.int64))
-        marks.append(pos_b[ranks - 1])
+        marks.append(pos_b[np.unique(np.geomspace(1, len(pos_b), bins).astype(np.int64)) - 1])
     if len(pos_s):
-        ranks = np.unique(np.linspace(1, len(pos_s), bins).astype(np.int64))
-        marks.append(pos_s[ranks - 1])
+        marks.append(pos_s[np.unique(np.linspace(1, len(pos_s), bins).astype(np.int64)) - 1])
+    del pos_b, pos_s
     # Snap every mark to the end of its tie group, so equal scores share a bin.
     cut_ends = np.unique(ends[np.searchsorted(ends, np.concatenate(marks))])
-    bin_sorted = np.searchsorted(cut_ends, np.arange(n), side="left")
-    code_sorted = 4 * bin_sorted + 2 * (~is_sig) + (~first)
+    code_sorted = np.repeat(np.arange(len(cut_ends), dtype=np.intp) * 4,
+                            np.diff(np.r_[-1, cut_ends]))
+    code_sorted += 2 * (~is_sig)
+    code_sorted += ~first
     code = np.empty(n, np.intp)
     code[order] = code_sorted
     return code, len(cut_ends)

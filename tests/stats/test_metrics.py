@@ -110,7 +110,8 @@ def _sample(n: int, seed: int, negative: float = 0.0, ties: bool = False):
     return score, label, w, rng.random(n) < 0.5
 
 
-def test_one_sort_gives_the_same_numbers_as_the_reference() -> None:
+def test_one_sort_gives_the_same_numbers_as_the_reference(monkeypatch) -> None:
+    monkeypatch.setattr(metrics, "BLOCK", 500)  # the cut scan in many blocks
     score, label, w, half = _sample(20_000, 11, negative=0.05, ties=True)
     got = metrics.summarise(score, label, w, half, 20, bkg_uncertainty=0.1)
     ref_roc = metrics.roc(score, label, w)
@@ -127,6 +128,10 @@ def test_one_sort_gives_the_same_numbers_as_the_reference() -> None:
         assert getattr(got.significance, key) == pytest.approx(getattr(ref, key), rel=1e-10)
     # every background event is in one bin of one half
     assert got.bins.n_bkg.sum() == (label == 0).sum()
+    assert got.bkg_eff_sig80 == pytest.approx(metrics.bkg_eff_at(ref_roc, 0.8), rel=1e-12)
+    thinned = metrics.summarise(score, label, w, half, 20, bkg_uncertainty=0.1, points=200)
+    assert len(thinned.roc.sig_eff) <= 200 and thinned.roc.auc == got.roc.auc
+    assert thinned.significance == got.significance
 
 
 def _errors(score, label, w, half, seed=1, replicates=100):
