@@ -493,7 +493,9 @@ def _read_table(path: Path, fix: str, columns: list[str] | None = None) -> pd.Da
         if columns is not None:  # only those the table has: a missing one is the caller's to name
             have = set(pq.read_schema(path).names)
             columns = [c for c in columns if c in have]
-        return pd.read_parquet(path, columns=columns)
+        table = pd.read_parquet(path, columns=columns)
+        pa.default_memory_pool().release_unused()  # Arrow's buffers, now copied into pandas
+        return table
     except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise PnnError(f"'{path}' is damaged ({first}): rerun '{fix}'") from None
