@@ -143,7 +143,7 @@ def bench_evaluate(scale: float, scratch: Path, masses: list[float] | None = Non
             print(f"pnn {stage}: {seconds:.0f} s ({cpu:.0f} s CPU), peak RSS {peak:.0f} MB")
     events = json.loads((run / "events.json").read_text())["events"]
     seconds, cpu, peak_mb = run_child([pnn, "-q", "evaluate", str(config)])
-    masses = len(list((run / "evaluate").glob("m*/metrics.json")))
+    masses = len(json.loads((run / "evaluate" / "index.json").read_text())["masses"])
     verdict = "under" if peak_mb < 3072 else "OVER"
     print(f"pnn evaluate: {events:,} events, {masses} masses in {seconds:.0f} s, {cpu:.0f} s CPU "
           f"({cpu / events * 1e6:.1f} us CPU per event), peak RSS {peak_mb:.0f} MB "
