@@ -10,6 +10,8 @@ TMVA overtraining check (train vs test score distributions with KS p-values).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,6 +132,17 @@ PLOT_POINTS = 4000  # points of a curve drawn from millions of cuts
 CHUNK_EVENTS = 1_000_000
 
 
+def release_memory() -> None:
+    """Hand freed memory back to the system between the big steps: Arrow's pool, and the C
+    heap (glibc keeps freed blocks of the chunks otherwise, and they pile up over masses)."""
+    pa.default_memory_pool().release_unused()
+    libc = ctypes.util.find_library("c")
+    if libc is not None:
+        trim = getattr(ctypes.CDLL(libc), "malloc_trim", None)
+        if trim is not None:
+            trim(0)
+
+
 @dataclass
 class MassScores:
     """What the metrics of one mass need, one entry per test event (train scores per
@@ -224,6 +237,7 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
         sc = score_mass(cfg, events, rows, models, mass, toy_samples, window,
                         staged.path(SCORES_FILE), chunk or ev.chunk_events)
         del rows
+        release_memory()
         label, weight = sc.label, sc.weight
         results: dict[str, MethodMetrics] = {}
         summaries: dict[str, metrics.Summary] = {}
@@ -235,11 +249,17 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
             if name in results:
                 for key, value in errs.items():
                     setattr(results[name], f"{key}_err", value)
+        curves = {n: s.roc for n, s in summaries.items()}
+        pnn_scan = summaries["pnn"].scan
+        score = sc.discriminants["pnn"]
+        del summaries  # the bins and the baselines' values are done with
+        sc.discriminants = {}
+        release_memory()
 
         is_sig = label == 1
         tr_lab = sc.train_label
-        ks_sig = _ks(sc.train_score[tr_lab == 1], sc.discriminants["pnn"][is_sig])
-        ks_bkg = _ks(sc.train_score[tr_lab == 0], sc.discriminants["pnn"][~is_sig])
+        ks_sig = _ks(sc.train_score[tr_lab == 1], score[is_sig])
+        ks_bkg = _ks(sc.train_score[tr_lab == 0], score[~is_sig])
         warnings = sanity.overtraining({"signal": ks_sig, "background": ks_bkg}, ev.ks_threshold)
         warnings += sanity.statistics(
             label, weight, results["pnn"].n_bkg_mc, min_signal_events=ev.min_signal_events,
@@ -255,15 +275,14 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
         )
         for w in warnings:
             log.warning("m = %g GeV: %s", mass, w)
-        score = sc.discriminants["pnn"]
         plots.score_distributions(
             {"signal": (sc.train_score[tr_lab == 1], sc.train_weight[tr_lab == 1]),
              "background": (sc.train_score[tr_lab == 0], sc.train_weight[tr_lab == 0])},
             {"signal": (score[is_sig], weight[is_sig]),
              "background": (score[~is_sig], weight[~is_sig])},
             {"signal": ks_sig, "background": ks_bkg}, staged.path("scores.png"), title)
-        plots.roc_curves({n: s.roc for n, s in summaries.items()}, staged.path("roc.png"), title)
-        plots.significance_vs_cut(summaries["pnn"].scan,
+        plots.roc_curves(curves, staged.path("roc.png"), title)
+        plots.significance_vs_cut(pnn_scan,
                                   (results["pnn"].cut, results["pnn"].cut_other_half),
                                   ev.min_background_events, staged.path("significance.png"), title)
         write_json(staged.path("metrics.json"),
@@ -393,6 +412,7 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     for i, m in enumerate(masses, 1):
         log.info("evaluating mass %g GeV (%d/%d)", m, i, len(masses))
         out.append(evaluate_mass(cfg, events, models, m, bool(meta.get("toy")), inputs))
+        release_memory()
     if default_set:
         write_json(index_path(cfg.run_dir), {
             "masses": masses,
