@@ -19,11 +19,10 @@ from pnn.stats import evaluate, sanity
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["mass", "trained", "auc", "auc_err", "auc_optimal", "auc_optimal_err", "auc_window",
-           "auc_window_err", "z", "z_err", "z_optimal", "z_optimal_err", "z_window", "z_window_err",
-           "z_ratio", "z_ratio_err", "bkg_eff_sig80", "bkg_eff_sig80_err", "bkg_eff_sig95",
-           "bkg_eff_sig95_err", "s_over_sqrt_b"]
 ERR = "_err"  # a column '<name>_err' is the bootstrap standard deviation of '<name>'
+COLUMNS = ["mass", "trained", "auc", "auc_optimal", "auc_window", "z", "z_optimal", "z_window",
+           "z_ratio", "bkg_eff_sig80", "bkg_eff_sig95", "s_over_sqrt_b"]
+COLUMNS += [c + ERR for c in COLUMNS[2:-1]]
 
 
 @dataclass
