@@ -186,7 +186,7 @@ def do_evaluate(cfg: Config, masses: tuple[float, ...] = (),
     from pnn.io import ingest
     from pnn.stats import evaluate
 
-    events, meta = ingest.load_events(cfg)
+    events, meta = ingest.load_events(cfg, columns=evaluate.event_columns(cfg))
     results = evaluate.evaluate(cfg, events, meta, list(masses) or None, allow_extrapolation)
     for r in results:
         p = r.methods["pnn"]

@@ -415,6 +415,11 @@ class Evaluation(_Strict):
     background_uncertainty: float = Field(
         0.0, ge=0, description="relative background uncertainty of the Asimov Z with uncertainty "
         "(z_bkg_uncertainty; Cowan 2012); 0 gives the plain Asimov Z")
+    bootstrap_replicates: int = Field(
+        100, ge=100, description="Poisson(1) bootstrap replicates behind every '_err' uncertainty "
+        "(at least 100)")
+    chunk_events: int = Field(
+        1_000_000, ge=1, description="events scored at once; lower it to use less memory")
 
 
 class Study(_Strict):

@@ -516,9 +516,14 @@ def events_identity(cfg: Config) -> str:
     return provenance.combine([m[provenance.KEY]["id"] for m in _shard_metas(cfg, shards)])
 
 
-def _read_table(path: Path, fix: str) -> pd.DataFrame:
+def _read_table(path: Path, fix: str, columns: list[str] | None = None) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path)
+        if columns is not None:  # only those the table has: a missing one is the caller's to name
+            have = set(pq.read_schema(path).names)
+            columns = [c for c in columns if c in have]
+        table = pd.read_parquet(path, columns=columns)
+        pa.default_memory_pool().release_unused()  # Arrow's buffers, now copied into pandas
+        return table
     except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise PnnError(f"'{path}' is damaged ({first}): rerun '{fix}'") from None
@@ -545,21 +550,23 @@ def merge_shards(cfg: Config) -> IngestResult:
                         summaries)
 
 
-def load_events(cfg: Config, *, shards_only: bool = False) -> tuple[pd.DataFrame, dict]:
+def load_events(cfg: Config, *, shards_only: bool = False,
+                columns: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
     """Read the events table written by :func:`ingest`, or the union of its shards, once its
-    provenance is checked against the config; ``meta["id"]`` is the table's identity."""
+    provenance is checked against the config; ``meta["id"]`` is the table's identity.
+    ``columns``: read only these (those the table has), in their stored types."""
     path = events_path(cfg)
     if path.is_file() and not shards_only:
         meta = read_json(cfg.run_dir / META_FILE, cfg.command("ingest"))
         rec = provenance.require(cfg, "ingest", meta.get(provenance.KEY),
                                  f"the events table '{path}'")
-        events = _read_table(path, cfg.command("ingest"))
+        events = _read_table(path, cfg.command("ingest"), columns)
         return events, {**meta, "id": rec["id"]}
     shards = _shards(cfg)
     if not shards:
         raise PnnError(f"events table '{path}' not found: run '{cfg.command('ingest')}' first")
     metas = _shard_metas(cfg, shards)
-    tables = [_read_table(p, cfg.command("ingest")) for p in shards]
+    tables = [_read_table(p, cfg.command("ingest"), columns) for p in shards]
     if not any(m["events"] for m in metas):
         raise PnnError(f"the shards in '{cfg.run_dir / SHARD_DIR}' hold no event: loosen the "
                        "selections")

@@ -84,8 +84,8 @@ def training_events(cfg: Config, events: pd.DataFrame,
                     signal_masses: tuple[float, ...] | None = None) -> pd.DataFrame:
     """Background plus the signal samples flagged ``train`` (off-grid masses stay out),
     optionally only the signal at ``signal_masses``."""
-    names = events["sample"].astype(str)
-    trained = [n for n in names.unique() if cfg.trained_sample(n)]
+    names = events["sample"]  # categorical: compared by code, never copied as strings
+    trained = [n for n in names.unique() if cfg.trained_sample(str(n))]
     is_bkg = events["label"].to_numpy() == 0
     keep = names.isin(trained).to_numpy()
     if signal_masses is not None:

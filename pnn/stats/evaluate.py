@@ -10,12 +10,17 @@ TMVA overtraining check (train vs test score distributions with KS p-values).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pnn.core import provenance
 from pnn.core.atomic import Staging, sweep, write_json
@@ -46,6 +51,11 @@ class MethodMetrics:
     cut_other_half: float
     n_bkg_mc: int
     z_bkg_uncertainty: float = float("nan")  # Z at the same cut, background known to +-sigma_b
+    # bootstrap standard deviations (evaluation.bootstrap_replicates Poisson(1) reweightings)
+    auc_err: float = float("nan")
+    z_err: float = float("nan")
+    bkg_eff_sig80_err: float = float("nan")
+    bkg_eff_sig95_err: float = float("nan")
 
 
 @dataclass
@@ -60,6 +70,9 @@ class MassResult:
     ks_signal: float
     ks_background: float
     warnings: list[str] = field(default_factory=list)
+    z_ratio: float = float("nan")  # Z of the PNN over Z of the optimal classifier (toy)
+    z_ratio_err: float = float("nan")
+    bootstrap_replicates: int = 0
 
 
 def mass_dir(run_dir: Path, mass: float) -> Path:
@@ -94,17 +107,18 @@ def check_masses(masses: list[float], trained: list[float], allow_extrapolation:
 
 
 def method_metrics(score: np.ndarray, label: np.ndarray, weight: np.ndarray, half: np.ndarray,
-                   min_bkg: int, bkg_uncertainty: float = 0.0) -> tuple[MethodMetrics, metrics.Roc]:
+                   min_bkg: int, bkg_uncertainty: float = 0.0) -> tuple[MethodMetrics, metrics.Summary]:
     """ROC, background efficiencies and the half-split significance of one discriminant."""
-    r = metrics.roc(score, label, weight)
-    sig = metrics.best_cut(score, label, weight, half, min_bkg, bkg_uncertainty)
+    summary = metrics.summarise(score, label, weight, half, min_bkg, bkg_uncertainty,
+                                points=PLOT_POINTS)
+    r, sig = summary.roc, summary.significance
     return MethodMetrics(
-        auc=r.auc, bkg_eff_sig80=metrics.bkg_eff_at(r, 0.80),
-        bkg_eff_sig95=metrics.bkg_eff_at(r, 0.95), z=sig.z, s=sig.s, b=sig.b,
+        auc=r.auc, bkg_eff_sig80=summary.bkg_eff_sig80,
+        bkg_eff_sig95=summary.bkg_eff_sig95, z=sig.z, s=sig.s, b=sig.b,
         s_over_sqrt_b=sig.s_over_sqrt_b, cut=sig.threshold, cut_other_half=sig.threshold_other,
         n_bkg_mc=sig.n_bkg,
         z_bkg_uncertainty=sig.z_uncertain,
-    ), r
+    ), summary
 
 
 def _ks(train: np.ndarray, test: np.ndarray, w_train: np.ndarray, w_test: np.ndarray) -> float:
@@ -112,79 +126,200 @@ def _ks(train: np.ndarray, test: np.ndarray, w_train: np.ndarray, w_test: np.nda
     return ks_2samp_weighted(train, test, w_train, w_test).pvalue
 
 
+PLOT_POINTS = 4000  # points of a curve drawn from millions of cuts
+
+
+CHUNK_EVENTS = 1_000_000
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the system between the big steps: arrays still held by
+    reference cycles (a closed figure keeps its data until the cyclic collector runs),
+    Arrow's pool, and the C heap (glibc keeps freed blocks of the chunks otherwise, and they
+    pile up over masses)."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    libc = ctypes.util.find_library("c")
+    if libc is not None:
+        trim = getattr(ctypes.CDLL(libc), "malloc_trim", None)
+        if trim is not None:
+            trim(0)
+
+
+@dataclass
+class MassScores:
+    """What the metrics of one mass need, one entry per test event (train scores per
+    (event, training model) pair); everything else stays in ``scores.parquet`` only."""
+
+    label: np.ndarray
+    weight: np.ndarray
+    half: np.ndarray
+    discriminants: dict[str, np.ndarray]
+    train_score: np.ndarray
+    train_label: np.ndarray
+    train_weight: np.ndarray
+
+
+def score_mass(cfg: Config, events: pd.DataFrame, rows: np.ndarray, models: FoldModels,
+               mass: float, toy_samples: bool, window: bool, path: Path,
+               chunk: int = CHUNK_EVENTS) -> MassScores:
+    """Score the events ``rows`` at ``mass`` in chunks of ``chunk`` events, writing each
+    chunk to ``path`` (a row group of ``scores.parquet``) as it is scored, so memory holds a
+    chunk's features and network inputs, never all of them."""
+    n, k = len(rows), models.k
+    label = events["label"].to_numpy()[rows].astype(np.int8)
+    weight = events["weight"].to_numpy(np.float64)[rows]
+    evno_all = events["event_number"].to_numpy()
+    half = cut_halves(evno_all[rows], k)
+    disc = {"pnn": np.empty(n)}
+    if toy_samples:
+        disc["optimal"] = np.empty(n)
+    if window:
+        disc["window"] = np.empty(n)
+    train_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    writer = None
+    try:
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            part = events.iloc[rows[start:stop]]
+            evno = evno_all[rows[start:stop]]
+            X = feature_matrix(part, models.features)
+            disc["pnn"][start:stop] = models.score(X, mass, evno, split="test")[0]
+            tr, idx = models.score(X, mass, evno, split="train")
+            train_parts.append((tr, label[start:stop][idx], weight[start:stop][idx]))
+            del X
+            columns = {
+                "event_number": evno,
+                "sample": pa.array(part["sample"].astype(str).to_numpy(), pa.string()
+                                   ).dictionary_encode(),
+                "fold": folds(evno, k).astype(np.int16),
+                "weight": weight[start:stop],
+                "label": label[start:stop],
+                "score": disc["pnn"][start:stop],
+            }
+            if window:
+                values = part[cfg.evaluation.window_branch].to_numpy(np.float64)
+                columns["window"] = values
+                disc["window"][start:stop] = -np.abs(values - mass)
+            if toy_samples:
+                disc["optimal"][start:stop] = toy.log_likelihood_ratio(part, mass)
+                columns["llr"] = disc["optimal"][start:stop]
+            batch = pa.table(columns)
+            if writer is None:
+                writer = pq.ParquetWriter(path, batch.schema, compression="lz4")
+            writer.write_table(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    cat = [np.concatenate([p[i] for p in train_parts]) for i in range(3)]
+    return MassScores(label, weight, half, disc, *cat)
+
+
 def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: float,
-                  toy_samples: bool, inputs: dict[str, str] | None = None) -> MassResult:
+                  toy_samples: bool, inputs: dict[str, str] | None = None,
+                  chunk: int | None = None) -> MassResult:
     """All numbers and plots for one mass hypothesis, published together with ``metrics.json``
-    (which records the model and events table they came from, ``inputs``)."""
+    (which records the model and events table they came from, ``inputs``).
+
+    Events are scored ``chunk`` at a time (default ``evaluation.chunk_events``) and written
+    to ``scores.parquet`` as they go; the figures of merit come from one sort of each
+    discriminant, with bootstrap uncertainties.
+    """
     ev = cfg.evaluation
-    k = models.k
     sig_sel = (events["label"].to_numpy() == 1) & mass_mask(events["mass"].to_numpy(), mass)
     if not sig_sel.any():
         raise PnnError(f"no signal events at mass {mass:g} GeV: add a signal sample with that mass")
-    sel = sig_sel | (events["label"].to_numpy() == 0)
-    test = events[sel]
-    label = test["label"].to_numpy()
-    weight = test["weight"].to_numpy(np.float64)
-    evno = test["event_number"].to_numpy()
-    X = feature_matrix(test, models.features)
-    half = cut_halves(evno, k)
-
-    score, _ = models.score(X, mass, evno, split="test")
-    train_score, idx = models.score(X, mass, evno, split="train")
-    results: dict[str, MethodMetrics] = {}
-    rocs: dict[str, metrics.Roc] = {}
-    results["pnn"], rocs["pnn"] = method_metrics(score, label, weight, half, ev.min_background_events,
-                                                 ev.background_uncertainty)
-    if toy_samples:
-        llr = toy.log_likelihood_ratio(test, mass)
-        results["optimal"], rocs["optimal"] = method_metrics(
-            llr, label, weight, half, ev.min_background_events, ev.background_uncertainty)
-    window_var = None
-    if ev.window_branch is not None and ev.window_branch in test:
-        window_var = test[ev.window_branch].to_numpy(np.float64)
-        results["window"], rocs["window"] = method_metrics(
-            -np.abs(window_var - mass), label, weight, half, ev.min_background_events,
-            ev.background_uncertainty)
-
-    is_sig = label == 1
-    tr_lab = label[idx]
-    ks_sig = _ks(train_score[tr_lab == 1], score[is_sig], weight[idx][tr_lab == 1], weight[is_sig])
-    ks_bkg = _ks(train_score[tr_lab == 0], score[~is_sig], weight[idx][tr_lab == 0], weight[~is_sig])
-    trained = bool(mass_mask(np.asarray(models.trained_masses), mass).any())
-    warnings = sanity.overtraining({"signal": ks_sig, "background": ks_bkg}, ev.ks_threshold)
-    warnings += sanity.statistics(
-        label, weight, results["pnn"].n_bkg_mc, min_signal_events=ev.min_signal_events,
-        min_effective_events=ev.min_effective_events,
-        min_background_events=ev.min_background_events)
-    n_sig = int(is_sig.sum())
-    result = MassResult(
-        mass=mass, trained=trained, n_signal=n_sig, n_background=int((~is_sig).sum()),
-        signal_yield=float(weight[is_sig].sum()), background_yield=float(weight[~is_sig].sum()),
-        methods=results, ks_signal=ks_sig, ks_background=ks_bkg, warnings=warnings,
-    )
-    for w in warnings:
-        log.warning("m = %g GeV: %s", mass, w)
-
+    rows = np.flatnonzero(sig_sel | (events["label"].to_numpy() == 0))
+    del sig_sel
+    window = ev.window_branch is not None and ev.window_branch in events
     label_dir = mass_dir(cfg.run_dir, mass).name
+    trained = bool(mass_mask(np.asarray(models.trained_masses), mass).any())
     title = f"m = {mass:g} GeV" + ("" if trained else " (not trained on)")
     with task_lock(cfg.run_dir, f"evaluate-{label_dir}"), \
             Staging(mass_dir(cfg.run_dir, mass), "evaluate") as staged:
+        sc = score_mass(cfg, events, rows, models, mass, toy_samples, window,
+                        staged.path(SCORES_FILE), chunk or ev.chunk_events)
+        del rows
+        release_memory()
+        label, weight = sc.label, sc.weight
+        results: dict[str, MethodMetrics] = {}
+        summaries: dict[str, metrics.Summary] = {}
+        for name, values in sc.discriminants.items():
+            results[name], summaries[name] = method_metrics(
+                values, label, weight, sc.half, ev.min_background_events, ev.background_uncertainty)
+        errors = bootstrap_errors(cfg, mass, summaries, weight)
+        for name, errs in errors.items():
+            if name in results:
+                for key, value in errs.items():
+                    setattr(results[name], f"{key}_err", value)
+        curves = {n: s.roc for n, s in summaries.items()}
+        pnn_scan = summaries["pnn"].scan
+        score = sc.discriminants["pnn"]
+        del summaries  # the bins and the baselines' values are done with
+        sc.discriminants = {}
+        release_memory()
+
+        is_sig = label == 1
+        tr_lab = sc.train_label
+        ks_sig = _ks(sc.train_score[tr_lab == 1], score[is_sig], sc.train_weight[tr_lab == 1],
+                     weight[is_sig])
+        ks_bkg = _ks(sc.train_score[tr_lab == 0], score[~is_sig], sc.train_weight[tr_lab == 0],
+                     weight[~is_sig])
+        warnings = sanity.overtraining({"signal": ks_sig, "background": ks_bkg}, ev.ks_threshold)
+        warnings += sanity.statistics(
+            label, weight, results["pnn"].n_bkg_mc, min_signal_events=ev.min_signal_events,
+            min_effective_events=ev.min_effective_events,
+            min_background_events=ev.min_background_events)
+        n_sig = int(is_sig.sum())
+        result = MassResult(
+            mass=mass, trained=trained, n_signal=n_sig, n_background=int((~is_sig).sum()),
+            signal_yield=float(weight[is_sig].sum()), background_yield=float(weight[~is_sig].sum()),
+            methods=results, ks_signal=ks_sig, ks_background=ks_bkg, warnings=warnings,
+            z_ratio=_ratio(results, "z"), z_ratio_err=errors.get("ratio", {}).get("z", float("nan")),
+            bootstrap_replicates=ev.bootstrap_replicates,
+        )
+        for w in warnings:
+            log.warning("m = %g GeV: %s", mass, w)
         plots.score_distributions(
-            {"signal": (train_score[tr_lab == 1], weight[idx][tr_lab == 1]),
-             "background": (train_score[tr_lab == 0], weight[idx][tr_lab == 0])},
+            {"signal": (sc.train_score[tr_lab == 1], sc.train_weight[tr_lab == 1]),
+             "background": (sc.train_score[tr_lab == 0], sc.train_weight[tr_lab == 0])},
             {"signal": (score[is_sig], weight[is_sig]),
              "background": (score[~is_sig], weight[~is_sig])},
             {"signal": ks_sig, "background": ks_bkg}, staged.path("scores.png"), title)
-        plots.roc_curves(rocs, staged.path("roc.png"), title)
-        plots.significance_vs_cut(metrics.scan(score, label, weight),
+        plots.roc_curves(curves, staged.path("roc.png"), title)
+        plots.significance_vs_cut(pnn_scan,
                                   (results["pnn"].cut, results["pnn"].cut_other_half),
                                   ev.min_background_events, staged.path("significance.png"), title)
-        write_scores(staged.path(SCORES_FILE), test, score, k,
-                     window_var, llr if toy_samples else None)
         write_json(staged.path("metrics.json"),
                    {**asdict(result), provenance.KEY: provenance.record(cfg, "evaluate", inputs)})
         staged.publish(last=["metrics.json"])
     return result
+
+
+def _ratio(results: dict[str, MethodMetrics], key: str) -> float:
+    if "optimal" not in results:
+        return float("nan")
+    num, den = getattr(results["pnn"], key), getattr(results["optimal"], key)
+    return float(num / den) if den and np.isfinite(den) else float("nan")
+
+
+def bootstrap_errors(cfg: Config, mass: float, summaries: dict[str, metrics.Summary],
+                     weight: np.ndarray) -> dict[str, dict[str, float]]:
+    """Bootstrap standard deviations of every method's AUC, Z and background efficiencies,
+    and (``"ratio"``) of the PNN's Z over the optimal one, all from the same replicates.
+
+    The seed comes from the config seed and the mass, so a mass evaluated alone or with the
+    others gets the same uncertainties.
+    """
+    ev = cfg.evaluation
+    rng = np.random.default_rng([cfg.seed, round(mass * 1000), 23])
+    reps = metrics.bootstrap({n: s.bins for n, s in summaries.items()}, weight,
+                             ev.min_background_events, ev.bootstrap_replicates, rng)
+    out = {n: {k: metrics.spread(v) for k, v in r.items()} for n, r in reps.items()}
+    if "optimal" in reps:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["ratio"] = {"z": metrics.spread(reps["pnn"]["z"] / reps["optimal"]["z"])}
+    return out
 
 
 SCORES_FILE = "scores.parquet"
@@ -195,34 +330,15 @@ def scores_path(run_dir: Path, mass: float) -> Path:
     return mass_dir(run_dir, mass) / SCORES_FILE
 
 
-def write_scores(path: Path, test: pd.DataFrame, score: np.ndarray, k: int,
-                 window: np.ndarray | None, llr: np.ndarray | None) -> None:
-    """Every test event once, scored by the model that did not train on it, with the window
-    variable and (toy) the exact log-likelihood ratio, so every method's templates come from
-    the same events."""
-    evno = test["event_number"].to_numpy()
-    table = pd.DataFrame({
-        "event_number": evno,
-        "sample": test["sample"].astype(str).to_numpy(),
-        "fold": folds(evno, k).astype(np.int16),
-        "weight": test["weight"].to_numpy(np.float64),
-        "label": test["label"].to_numpy().astype(np.int8),
-        "score": np.asarray(score, np.float64),
-    })
-    if window is not None:
-        table["window"] = window
-    if llr is not None:
-        table["llr"] = np.asarray(llr, np.float64)
-    table.to_parquet(path, index=False, compression="lz4")
-
-
 def sanity_path(run_dir: Path) -> Path:
     return Path(run_dir) / "evaluate" / "sanity.json"
 
 
 def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sanity.Check]:
     """Run-level sanity checks (mass leak, ignored mass); written to ``sanity.json``."""
-    checks = [sanity.mass_leak(cfg, training_events(cfg, events), cfg.evaluation.mass_leak_tolerance)]
+    narrow = events[["event_number", "sample", "label", "mass", "weight"]]  # not the features
+    checks = [sanity.mass_leak(cfg, training_events(cfg, narrow), cfg.evaluation.mass_leak_tolerance)]
+    del narrow
     rng = np.random.default_rng([cfg.seed, 17])
     pick = np.sort(rng.choice(len(events), min(len(events), sanity.SENSITIVITY_EVENTS), replace=False))
     sample = events.iloc[pick]
@@ -269,6 +385,15 @@ def _window_branch(cfg: Config, events: pd.DataFrame) -> None:
                 "evaluation.window_branch to a mass branch, or to null to silence this)", branch)
 
 
+def event_columns(cfg: Config) -> list[str]:
+    """The columns of the events table that evaluation reads (features, window variable and
+    the toy's likelihood-ratio inputs when present): the rest stays on disk."""
+    cols = ["event_number", "sample", "label", "mass", "weight", *cfg.features, *toy.BRANCHES]
+    if cfg.evaluation.window_branch is not None:
+        cols.append(cfg.evaluation.window_branch)
+    return list(dict.fromkeys(cols))
+
+
 def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] | None = None,
              allow_extrapolation: bool | None = None) -> list[MassResult]:
     """Evaluate every requested mass (default: all signal masses) with the fold models.
@@ -295,6 +420,7 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     for i, m in enumerate(masses, 1):
         log.info("evaluating mass %g GeV (%d/%d)", m, i, len(masses))
         out.append(evaluate_mass(cfg, events, models, m, bool(meta.get("toy")), inputs))
+        release_memory()
     if default_set:
         write_json(index_path(cfg.run_dir), {
             "masses": masses,

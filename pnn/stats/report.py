@@ -20,8 +20,10 @@ from pnn.stats import evaluate, page, sanity
 
 log = logging.getLogger(__name__)
 
+ERR = "_err"  # a column '<name>_err' is the bootstrap standard deviation of '<name>'
 COLUMNS = ["mass", "trained", "auc", "auc_optimal", "auc_window", "z", "z_optimal", "z_window",
-           "bkg_eff_sig80", "bkg_eff_sig95", "s_over_sqrt_b"]
+           "z_ratio", "bkg_eff_sig80", "bkg_eff_sig95", "s_over_sqrt_b"]
+COLUMNS += [c + ERR for c in COLUMNS[2:-1]]
 
 
 @dataclass
@@ -38,10 +40,15 @@ def _row(m: dict) -> dict:
     row = {"mass": m["mass"], "trained": bool(m["trained"])}
     for method, suffix in (("pnn", ""), ("optimal", "_optimal"), ("window", "_window")):
         got = methods.get(method, {})
-        row["auc" + suffix] = got.get("auc", nan)
-        row["z" + suffix] = got.get("z", nan)
-    row["bkg_eff_sig80"] = methods["pnn"]["bkg_eff_sig80"]
-    row["bkg_eff_sig95"] = methods["pnn"]["bkg_eff_sig95"]
+        for key in ("auc", "z"):
+            row[key + suffix] = got.get(key, nan)
+            row[key + suffix + ERR] = got.get(key + ERR, nan)
+    zo = row["z_optimal"]
+    row["z_ratio"] = m.get("z_ratio", row["z"] / zo if zo and not math.isnan(zo) else nan)
+    row["z_ratio_err"] = m.get("z_ratio_err", nan)
+    for key in ("bkg_eff_sig80", "bkg_eff_sig95"):
+        row[key] = methods["pnn"][key]
+        row[key + ERR] = methods["pnn"].get(key + ERR, nan)
     row["s_over_sqrt_b"] = methods["pnn"]["s_over_sqrt_b"]
     return row
 
@@ -95,11 +102,19 @@ def _fmt(v) -> str:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """The summary as a Markdown table."""
-    head = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---:" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(_fmt(v) for v in row) + " |"
-            for row in table.astype(object).itertuples(index=False)]
+    """The summary as a Markdown table; a value with a known uncertainty reads 'value ± err'."""
+    shown = [c for c in table.columns if not (c.endswith(ERR) and c[:-len(ERR)] in table)]
+
+    def cell(row: dict, col: str) -> str:
+        err = row.get(col + ERR)
+        if isinstance(err, float) and not math.isnan(err) and not math.isnan(row[col]):
+            return f"{_fmt(row[col])} ± {err:.2g}"
+        return _fmt(row[col])
+
+    head = "| " + " | ".join(shown) + " |"
+    rule = "|" + "|".join("---:" for _ in shown) + "|"
+    body = ["| " + " | ".join(cell(row, c) for c in shown) + " |"
+            for row in table.astype(object).to_dict(orient="records")]
     return "\n".join([head, rule, *body])
 
 

@@ -285,7 +285,7 @@ def shared_events(cfg: Config, events: pd.DataFrame) -> Check:
         return Check("shared_events", float("nan"), False,
                      "shared events: the events table has no sample, label or event_number "
                      "column, so signal and background cannot be compared; rerun 'pnn ingest'")
-    names = events["sample"].astype(str).to_numpy()
+    names = events["sample"].to_numpy()  # the category strings themselves, not copies
     label = events["label"].to_numpy()
     evno = events["event_number"].to_numpy()
     found = []

@@ -52,3 +52,39 @@ def test_negative_weights_count_in_the_yields(small_toy) -> None:
     assert res.background_yield == pytest.approx(bkg.weight.sum())
     assert res.background_yield < bkg.weight.abs().sum()
     assert np.isfinite(res.methods["optimal"].z)
+
+
+def test_scoring_in_many_chunks_gives_the_numbers_of_the_in_memory_reference(toy_events) -> None:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from pnn.learn.preprocess import cut_halves
+    from pnn.stats import metrics
+
+    cfg, events = toy_events
+    models = echo_models(cfg.features, 2)  # the score is sT: it separates, not perfectly
+    whole = evaluate.evaluate_mass(cfg, events, models, 1000.0, True)
+    path = evaluate.scores_path(cfg.run_dir, 1000.0)
+    one = pd.read_parquet(path)
+    chunked = evaluate.evaluate_mass(cfg, events, models, 1000.0, True, chunk=4999)
+    assert pq.ParquetFile(path).metadata.num_row_groups == -(-len(one) // 4999)
+    pd.testing.assert_frame_equal(pd.read_parquet(path), one)
+    assert chunked == whole  # every number, the bootstrap uncertainties too
+
+    # the reference: the whole arrays in memory, through sklearn's ROC and the plain cut scan
+    score, label, w = (one[c].to_numpy() for c in ("score", "label", "weight"))
+    half = cut_halves(one["event_number"].to_numpy(), 2)
+    for name, values in (("pnn", score), ("optimal", one["llr"].to_numpy()),
+                         ("window", -np.abs(one["window"].to_numpy() - 1000.0))):
+        got = chunked.methods[name]
+        assert got.auc == pytest.approx(metrics.roc(values, label, w).auc, rel=1e-12)
+        ref = metrics.best_cut(values, label, w, half, cfg.evaluation.min_background_events)
+        assert (got.cut, got.cut_other_half, got.n_bkg_mc) == (ref.threshold, ref.threshold_other,
+                                                               ref.n_bkg)
+        assert got.z == pytest.approx(ref.z, rel=1e-10)
+        assert 0 < got.auc_err < 0.05 and 0 < got.z_err < got.z
+        assert np.isfinite(got.bkg_eff_sig80_err) and np.isfinite(got.bkg_eff_sig95_err)
+    saved = json.loads(evaluate.metrics_path(cfg.run_dir, 1000.0).read_text())
+    assert saved["z_ratio"] == pytest.approx(whole.methods["pnn"].z / whole.methods["optimal"].z)
+    assert saved["z_ratio_err"] > 0 and saved["bootstrap_replicates"] == 100
+    assert saved["methods"]["optimal"]["z_err"] == whole.methods["optimal"].z_err

@@ -98,3 +98,90 @@ def test_asimov_z_with_background_uncertainty() -> None:
     # s << b with a large uncertainty: Z -> s / sqrt(b + (rel b)^2)
     np.testing.assert_allclose(metrics.asimov_z_uncertain(1.0, 1e4, 0.01), 1 / np.sqrt(1e4 + 1e4),
                                rtol=1e-3)
+
+
+def _sample(n: int, seed: int, negative: float = 0.0, ties: bool = False):
+    rng = np.random.default_rng(seed)
+    label = (rng.random(n) < 0.2).astype(int)
+    score = 1 / (1 + np.exp(-rng.normal(2.0 * label - 1, 1.0)))
+    if ties:
+        score = np.round(score, 3)
+    w = rng.uniform(0.5, 2.0, n) * np.where(rng.random(n) < negative, -1, 1)
+    return score, label, w, rng.random(n) < 0.5
+
+
+def test_one_sort_gives_the_same_numbers_as_the_reference(monkeypatch) -> None:
+    monkeypatch.setattr(metrics, "BLOCK", 500)  # the cut scan in many blocks
+    score, label, w, half = _sample(20_000, 11, negative=0.05, ties=True)
+    got = metrics.summarise(score, label, w, half, 20, bkg_uncertainty=0.1)
+    ref_roc = metrics.roc(score, label, w)
+    assert got.roc.auc == pytest.approx(ref_roc.auc, rel=1e-12)
+    np.testing.assert_allclose(got.roc.bkg_eff, ref_roc.bkg_eff, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(got.roc.sig_eff, ref_roc.sig_eff, rtol=1e-10, atol=1e-14)
+    ref_scan = metrics.scan(score, label, w)
+    np.testing.assert_array_equal(got.scan.thresholds, ref_scan.thresholds)
+    np.testing.assert_array_equal(got.scan.n_bkg, ref_scan.n_bkg)
+    ref = metrics.best_cut(score, label, w, half, 20, bkg_uncertainty=0.1)
+    assert (got.significance.threshold, got.significance.threshold_other, got.significance.n_bkg) \
+        == (ref.threshold, ref.threshold_other, ref.n_bkg)
+    for key in ("z", "s", "b", "s_over_sqrt_b", "z_uncertain"):
+        assert getattr(got.significance, key) == pytest.approx(getattr(ref, key), rel=1e-10)
+    # every background event is in one bin of one half
+    assert got.bins.n_bkg.sum() == (label == 0).sum()
+    assert got.bkg_eff_sig80 == pytest.approx(metrics.bkg_eff_at(ref_roc, 0.8), rel=1e-12)
+    thinned = metrics.summarise(score, label, w, half, 20, bkg_uncertainty=0.1, points=200)
+    assert len(thinned.roc.sig_eff) <= 200 and thinned.roc.auc == got.roc.auc
+    assert thinned.significance == got.significance
+
+
+def _errors(score, label, w, half, seed=1, replicates=100):
+    s = metrics.summarise(score, label, w, half, 20)
+    reps = metrics.bootstrap({"m": s.bins}, w, 20, replicates, np.random.default_rng(seed))["m"]
+    return {k: metrics.spread(v) for k, v in reps.items()}
+
+
+def test_poisson_weights_have_mean_and_variance_one() -> None:
+    table = metrics.poisson_table()
+    assert table.mean() == pytest.approx(1.0, abs=1e-4) and table.var() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_bootstrap_auc_error_matches_delong_and_shrinks_as_one_over_sqrt_n() -> None:
+    from scipy.stats import rankdata
+
+    errs = {}
+    for n in (4_000, 16_000):
+        score, label, _, half = _sample(n, 3)
+        w = np.full(n, 4_000 / n)  # more MC for the same luminosity, as sigma x L / N
+        errs[n] = _errors(score, label, w, half)
+        # DeLong: the variance of the Mann-Whitney AUC from each event's placement.
+        s, b = score[label == 1], score[label == 0]
+        ranks = rankdata(np.r_[s, b])
+        v_sig = (ranks[:len(s)] - rankdata(s)) / len(b)
+        v_bkg = 1 - (ranks[len(s):] - rankdata(b)) / len(s)
+        delong = np.sqrt(v_sig.var(ddof=1) / len(s) + v_bkg.var(ddof=1) / len(b))
+        assert errs[n]["auc"] == pytest.approx(delong, rel=0.25)
+    for key in ("auc", "z", "bkg_eff_sig80"):
+        assert errs[4_000][key] / errs[16_000][key] == pytest.approx(2.0, rel=0.3)
+
+
+def test_same_seed_same_errors_and_negative_weights_are_fine() -> None:
+    score, label, w, half = _sample(5_000, 4, negative=0.05)
+    first, again = _errors(score, label, w, half, seed=9), _errors(score, label, w, half, seed=9)
+    assert first == again and all(np.isfinite(v) and v > 0 for v in first.values())
+    assert _errors(score, label, w, half, seed=10)["auc"] != first["auc"]
+
+
+def test_joint_resampling_makes_the_ratio_error_smaller_than_naive_propagation() -> None:
+    rng = np.random.default_rng(6)
+    n = 20_000
+    label = (rng.random(n) < 0.1).astype(int)
+    optimal = rng.normal(2.0 * label, 1.0)
+    pnn = optimal + rng.normal(0, 0.05, n)  # nearly the optimum: the two Z move together
+    w, half = np.ones(n), rng.random(n) < 0.5
+    sums = {k: metrics.summarise(v, label, w, half, 20) for k, v in (("pnn", pnn), ("opt", optimal))}
+    reps = metrics.bootstrap({k: s.bins for k, s in sums.items()}, w, 20, 100,
+                             np.random.default_rng(2))
+    z_p, z_o = reps["pnn"]["z"], reps["opt"]["z"]
+    ratio = np.mean(z_p) / np.mean(z_o)
+    naive = ratio * np.hypot(metrics.spread(z_p) / np.mean(z_p), metrics.spread(z_o) / np.mean(z_o))
+    assert metrics.spread(z_p / z_o) < 0.5 * naive

@@ -54,3 +54,21 @@ def test_report_without_evaluation_is_an_error(tmp_path) -> None:
     cfg = load_config(write_config(tmp_path / "c.yaml", toy_config(tmp_path)))
     with pytest.raises(PnnError, match="run 'pnn evaluate' first"):
         report.report(cfg)
+
+
+def test_summary_rows_carry_z_ratio_and_bootstrap_errors(tmp_path) -> None:
+    cfg = load_config(write_config(tmp_path / "c.yaml", toy_config(tmp_path)))
+    made = plant_run(cfg)
+    m = _metrics(1000.0, True, 0.95, 3.0, made=made)
+    m["methods"]["pnn"].update(auc_err=0.001, z_err=0.05, bkg_eff_sig80_err=0.002)
+    m["methods"]["optimal"].update(z_err=0.06)
+    m.update(z_ratio=0.98, z_ratio_err=0.004)
+    d = cfg.run_dir / "evaluate" / "m1000"
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps(m))
+    rep = report.report(cfg)
+    row = json.loads(rep.paths["json"].read_text())[0]
+    assert (row["z_err"], row["z_optimal_err"], row["z_ratio"], row["z_ratio_err"],
+            row["auc_err"], row["bkg_eff_sig80_err"]) == (0.05, 0.06, 0.98, 0.004, 0.001, 0.002)
+    assert row["auc_window_err"] is None  # not computed: null, never a made-up number
+    assert "| 3.0000 ± 0.05 |" in rep.markdown and "z_err" not in rep.markdown
