@@ -72,8 +72,16 @@ def experiment_label(ax: plt.Axes, style: Style, *, lumi: float | None = None) -
     exp = "" if style.experiment == "none" else style.experiment
     width = ax.get_position().width * ax.figure.get_figwidth()  # inches
     size = float(np.clip(2.9 * width, 12, 22))
-    mplhep.label.exp_label(exp=exp, llabel=style.label, rlabel=style.right_label(), loc=0, ax=ax,
-                           fontsize=size)
+    canvas = ax.figure.canvas
+    # mplhep draws the whole figure before placing each label text, to measure it; the
+    # renderer measures text exactly without that draw, and saving draws the figure anyway,
+    # so the draw is skipped (it doubled the cost of every plot).
+    canvas.draw = lambda *args, **kwargs: None
+    try:
+        mplhep.label.exp_label(exp=exp, llabel=style.label, rlabel=style.right_label(), loc=0,
+                               ax=ax, fontsize=size)
+    finally:
+        del canvas.draw
 
 
 def _save(fig: plt.Figure, path: Path, style: Style | None = None) -> None:
