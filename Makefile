@@ -37,7 +37,8 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 # The whole chain on the embedded toy; always ends by printing the summary table.
-demo: $(LIMITS) $(INSPECTED)
+demo: | $(INSTALLED)
+	$(MAKE) -j2 $(LIMITS) $(INSPECTED)
 	$(PNN) report $(CONFIG)
 
 # Under CI=true this includes the jobs on a real one-node Slurm (tests/test_slurm.py).
