@@ -61,3 +61,15 @@ def _acquire(folder: Path, path: Path, key: str, run_dir: Path) -> IO[str]:
             handle.truncate()
             return handle
         handle.close()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created if missing) for the block: processes that update
+    one shared file (a metadata record, a study's set-up) take their turns."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -6,14 +6,12 @@ events (drawn with the run seed) drives early stopping; the best weights are res
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -25,7 +23,7 @@ from pnn.core import provenance
 from pnn.core.atomic import Staging, atomic_path, read_json, sweep, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
-from pnn.core.locks import task_lock
+from pnn.core.locks import file_lock, task_lock
 from pnn.io.ingest import events_identity
 from pnn.learn import model as pnn_model
 from pnn.learn.preprocess import InputScaler, MassPrior, feature_matrix, folds, mass_mask, training_weights
@@ -270,7 +268,8 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
             res = train_fold(cfg, events, f, staged.dir, variant.parametric)
             files = {p.name: _sha256(p) for p in sorted(staged.dir.iterdir()) if p.is_file()}
             rec = provenance.record(cfg, "train", {"events": events_id or "unrecorded"})
-            with _metadata_lock(out_dir):  # fold jobs finishing together must not drop each other
+            # fold jobs finishing together must not drop each other's record
+            with file_lock(out_dir / ".metadata.lock"):
                 staged.publish()
                 _write_metadata(cfg, out_dir, masses, {**asdict(res), "files": files,
                                                        provenance.KEY: rec}, variant)
@@ -280,16 +279,6 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def _metadata_lock(out_dir: Path) -> Iterator[None]:
-    with open(out_dir / ".metadata.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_metadata(cfg: Config, out_dir: Path, masses: list[float], fold: dict,

@@ -16,7 +16,6 @@ epoch report for ``tune.stale_after`` seconds).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from pnn.core import provenance
 from pnn.core.atomic import Staging, sweep, write_json
 from pnn.core.config import Config, SearchRange, Training, Tune
 from pnn.core.errors import PnnError
-from pnn.core.locks import task_lock
+from pnn.core.locks import file_lock, task_lock
 
 log = logging.getLogger(__name__)
 
@@ -179,12 +178,8 @@ def _storage(path: Path) -> Any:
 def _setup_lock(folder: Path) -> Iterator[None]:
     """Serialise study creation (and the enqueueing of the first trial) between workers."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".setup.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(folder / ".setup.lock"):
+        yield
 
 
 def _check(cfg: Config, study: Any, events_id: str | None) -> None:

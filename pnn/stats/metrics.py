@@ -135,6 +135,19 @@ def _measure(score, label, weight, part, threshold) -> tuple[float, float, int]:
     return s, b, int((above & (label == 0)).sum())
 
 
+def _significance(cuts: list[float], results: list[tuple[float, float, int]],
+                  bkg_uncertainty: float) -> Significance:
+    """The two half-split measurements ``(s, b, raw background)`` at ``cuts``, averaged."""
+    s = np.array([r[0] for r in results])
+    b = np.array([r[1] for r in results])
+    z = asimov_z(s, b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sosb = np.where(b > 0, s / np.sqrt(np.where(b > 0, b, 1.0)), np.nan)
+    z_unc = asimov_z_uncertain(s, b, bkg_uncertainty)
+    return Significance(cuts[0], cuts[1], float(z.mean()), float(s.mean()), float(b.mean()),
+                        float(sosb.mean()), min(r[2] for r in results), float(z_unc.mean()))
+
+
 def best_cut(score: np.ndarray, label: np.ndarray, weight: np.ndarray, half: np.ndarray,
              min_bkg_events: int, bkg_uncertainty: float = 0.0) -> Significance:
     """Choose the cut with the best Z on one half and measure it on the other, both ways.
@@ -157,14 +170,7 @@ def best_cut(score: np.ndarray, label: np.ndarray, weight: np.ndarray, half: np.
         if np.isnan(thr):
             return Significance(np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, 0)
         results.append(_measure(score, label, weight, measure, thr))
-    s = np.array([r[0] for r in results])
-    b = np.array([r[1] for r in results])
-    z = asimov_z(s, b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sosb = np.where(b > 0, s / np.sqrt(np.where(b > 0, b, 1.0)), np.nan)
-    z_unc = asimov_z_uncertain(s, b, bkg_uncertainty)
-    return Significance(cuts[0], cuts[1], float(z.mean()), float(s.mean()), float(b.mean()),
-                        float(sosb.mean()), min(r[2] for r in results), float(z_unc.mean()))
+    return _significance(cuts, results, bkg_uncertainty)
 
 
 # --- every figure of merit from one descending sort, and their bootstrap ----------------------
@@ -312,14 +318,7 @@ def _split_significance(thresholds, ends, is_sig, w, first, min_bkg_events,
         sel_b = ~is_sig[above] & parts[m][above]
         results.append((float(w[above][sel_s].sum() * ms), float(w[above][sel_b].sum() * mb),
                         int(sel_b.sum())))
-    s = np.array([r[0] for r in results])
-    b = np.array([r[1] for r in results])
-    z = asimov_z(s, b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sosb = np.where(b > 0, s / np.sqrt(np.where(b > 0, b, 1.0)), np.nan)
-    z_unc = asimov_z_uncertain(s, b, bkg_uncertainty)
-    return Significance(cuts[0], cuts[1], float(z.mean()), float(s.mean()), float(b.mean()),
-                        float(sosb.mean()), min(r[2] for r in results), float(z_unc.mean()))
+    return _significance(cuts, results, bkg_uncertainty)
 
 
 def _bin_code(is_sig: np.ndarray, first: np.ndarray, ends: np.ndarray, order: np.ndarray,

@@ -61,8 +61,9 @@ def test_overtraining_fires_on_differing_train_and_test_scores() -> None:
     train_scores = rng.beta(8, 2, 5000)  # overtrained: training events score higher
     test_scores = rng.beta(5, 3, 5000)
     same = rng.beta(5, 3, 5000)
-    p_bad = evaluate._ks(train_scores, test_scores)
-    p_good = evaluate._ks(same, test_scores)
+    ones = np.ones(5000)
+    p_bad = evaluate._ks(train_scores, test_scores, ones, ones)
+    p_good = evaluate._ks(same, test_scores, ones, ones)
     assert sanity.overtraining({"signal": p_good}, 0.01) == []
     warned = sanity.overtraining({"signal": p_bad}, 0.01)
     assert len(warned) == 1 and "KS p-value" in warned[0]
