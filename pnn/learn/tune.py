@@ -441,6 +441,8 @@ def run_worker(cfg: Config, worker: int = 0) -> WorkerResult:
     from pnn.learn.train import train_fold, training_events
 
     tf.config.experimental.enable_op_determinism()
+    # every trial builds a new network, so TensorFlow's retracing warnings say nothing here
+    tf.get_logger().setLevel(logging.ERROR)
     events = training_events(cfg, events)
     dists = distributions(t.space)
     sign = 1.0 if t.objective == "val_loss" else -1.0  # the pruner compares in the study's direction
