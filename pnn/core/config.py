@@ -114,6 +114,16 @@ class Sample(_Strict):
     mass_regex: str | None = Field(
         None, description="regex whose first group is the mass in GeV, e.g. 'Xtohh(\\d+)'")
     mass_regex_on: Literal["tree", "file"] = Field("tree", description="what mass_regex reads")
+    parameters: dict[str, float] | None = Field(
+        None, description="signal parameter values, constant for the sample, e.g. {mX: 1000, "
+        "mY: 300} (several parameters; a lone mass may use 'mass')")
+    parameter_branches: dict[str, str] | None = Field(
+        None, description="parameter -> branch holding its value, e.g. {mX: truth_mX}")
+    parameter_regex: str | None = Field(
+        None, description="regex with one named group per parameter, e.g. "
+        "'XtoYH_mX(?P<mX>\\d+)_mY(?P<mY>\\d+)'")
+    parameter_regex_on: Literal["tree", "file"] = Field(
+        "tree", description="what parameter_regex reads")
     weight: str | None = Field(None, description="weight expression; default: the global one")
     selection: str | None = Field(None, description="cut ANDed with the global selection")
     cross_section: float | None = Field(
@@ -128,7 +138,7 @@ class Sample(_Strict):
     def _one_file(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
-    @field_validator("tree_regex", "mass_regex")
+    @field_validator("tree_regex", "mass_regex", "parameter_regex")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
         if v is not None:
@@ -150,6 +160,20 @@ class Sample(_Strict):
         if (self.cross_section is None) != (self.sum_weights is None):
             raise ValueError(f"sample '{self.name}': cross_section and sum_weights go together")
         return self
+
+    def parameter_sources(self) -> list[str]:
+        """The keys that give this sample its signal parameters (one is expected)."""
+        keys = ("mass", "mass_branch", "mass_regex", "parameters", "parameter_branches",
+                "parameter_regex")
+        return [k for k in keys if getattr(self, k) is not None]
+
+    def constant_point(self, names: list[str]) -> tuple[float, ...] | None:
+        """The sample's point when it is constant in the config (``mass`` or ``parameters``)."""
+        if self.mass is not None:
+            return (float(self.mass),)
+        if self.parameters is not None:
+            return tuple(float(self.parameters[n]) for n in names)
+        return None
 
     def resolved_files(self) -> list[tuple[str, str | None]]:
         """Expand globs into (file, tree) pairs (tree None: use tree_regex); every entry must
@@ -218,13 +242,10 @@ class Samples(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"sample names must be unique, repeated: {dupes}")
-        for s in self.signal:
-            if sum(x is not None for x in (s.mass, s.mass_branch, s.mass_regex)) != 1:
-                raise ValueError(f"signal sample '{s.name}': give exactly one of mass, "
-                                 "mass_branch, mass_regex")
         for s in self.background + self.data:
-            if s.mass is not None or s.mass_branch is not None or s.mass_regex is not None:
-                raise ValueError(f"sample '{s.name}' cannot have a mass: only signal has one")
+            if s.parameter_sources():
+                raise ValueError(f"sample '{s.name}' cannot have a mass or signal parameters: "
+                                 "only signal has them")
         clash = sorted({s.name for s in self.data} & set(names))
         if clash:
             raise ValueError(f"data sample names must differ from the simulated ones: {clash}")
@@ -255,6 +276,14 @@ class Generate(_Strict):
                                       "into the pseudo-data")
     inject_xsec_fb: float | None = Field(None, gt=0, description="cross-section (fb) of the "
                                          "injected signal; default: the toy's benchmark")
+    toy: Literal["mass", "xyh"] = Field(
+        "mass", description="mass: X -> hh at one mass (masses, offgrid_masses); xyh: X -> Y H "
+        "over an (mX, mY) grid (points, offgrid_points)")
+    points: list[tuple[float, float]] | None = Field(
+        None, description="xyh: trained (mX, mY) points in GeV; default: 5 x 5 values with "
+        "mY < mX - 125")
+    offgrid_points: list[tuple[float, float]] | None = Field(
+        None, description="xyh: (mX, mY) points inside the grid, never trained on")
 
 
 class Preprocessing(_Strict):
@@ -286,6 +315,10 @@ class Training(_Strict):
     min_delta: float = Field(
         2e-4, ge=0, lt=1, description="relative fall of the validation loss that counts as an "
         "improvement, for early stopping and the plateau schedule")
+    conditioning: Literal["concat", "affine"] = Field(
+        "concat", description="how the signal parameters enter: concat, as inputs beside the "
+        "features (Baldi et al.); affine, each hidden layer's pre-activation h becomes "
+        "(1 + gamma(theta)) * h + beta(theta) (Anzalone et al.)")
     ema: float = Field(
         0.0, ge=0, lt=1, description="momentum of an exponential moving average of the weights, "
         "swapped in after every epoch (0: off)"
@@ -398,6 +431,9 @@ class Tune(_Strict):
 
 class Evaluation(_Strict):
     masses: list[float] | None = Field(None, description="masses to evaluate; default: all signal")
+    points: list[dict[str, float]] | None = Field(
+        None, description="points to evaluate with several parameters, e.g. [{mX: 1000, mY: "
+        "300}]; default: every signal point")
     min_background_events: int = Field(
         20, ge=1, description="raw background MC events the cut must keep"
     )
@@ -587,6 +623,9 @@ class Config(_Strict):
     output_dir: str = Field("runs", description="parent of the run directory")
     seed: int = Field(42, description=f"seed for every random choice, 0 to {SEED_MAX}")
     samples: Samples
+    parameters: list[str] = Field(
+        ["mass"], description="names of the signal parameters, the network's extra inputs, "
+        "e.g. [mX, mY]; one parameter called mass by default")
     features: list[str] = Field(description="network inputs: branches, expressions or aliases")
     spectators: list[str] = Field([], description="branches carried into the table, not trained")
     aliases: dict[str, str] = Field(
@@ -635,6 +674,67 @@ class Config(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("features must not repeat")
         return v
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameter_names(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("parameters must name at least one signal parameter, e.g. [mass]")
+        if len(set(v)) != len(v):
+            raise ValueError("parameters must not repeat")
+        bad = [n for n in v if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", n)]
+        if bad:
+            raise ValueError(f"parameter name {bad[0]!r} must be letters and digits, starting "
+                             "with a letter, e.g. mX")
+        reserved = [n for n in v if n in ("weight", "label", "sample") or n.startswith("pnn_")]
+        if reserved:
+            raise ValueError(f"parameter name {reserved[0]!r} is taken by the events table: "
+                             "choose another")
+        return v
+
+    @model_validator(mode="after")
+    def _signal_parameters(self) -> Config:
+        """Every signal sample gives every parameter in exactly one way."""
+        names = self.parameters
+        one = names == ["mass"]
+        for s in self.samples.signal:
+            given = s.parameter_sources()
+            if len(given) != 1:
+                ways = ("mass, mass_branch, mass_regex, parameters, parameter_branches or "
+                        "parameter_regex") if one else "parameters, parameter_branches or " \
+                    "parameter_regex"
+                raise ValueError(f"signal sample '{s.name}': give exactly one of {ways}")
+            kind = given[0]
+            if not one and kind.startswith("mass"):
+                raise ValueError(f"signal sample '{s.name}': '{kind}' is for a lone mass; with "
+                                 f"parameters {names} use parameters, parameter_branches or "
+                                 "parameter_regex")
+            mapping = {"parameters": s.parameters, "parameter_branches": s.parameter_branches}
+            if kind in mapping and set(mapping[kind]) != set(names):
+                raise ValueError(f"signal sample '{s.name}': {kind} gives {sorted(mapping[kind])}"
+                                 f" but the parameters are {names}: give exactly those")
+            if kind == "parameter_regex":
+                groups = set(re.compile(s.parameter_regex).groupindex)
+                if groups != set(names):
+                    raise ValueError(f"signal sample '{s.name}': parameter_regex has the named "
+                                     f"groups {sorted(groups)} but the parameters are {names}: "
+                                     f"name one group per parameter, e.g. (?P<{names[0]}>\\d+)")
+        ev = self.evaluation
+        if ev.masses is not None and not one:
+            raise ValueError(f"evaluation.masses is for a lone mass; with parameters {names} "
+                             "use evaluation.points, e.g. [{" + ", ".join(
+                                 f"{n}: ..." for n in names) + "}]")
+        if ev.masses is not None and ev.points is not None:
+            raise ValueError("give evaluation.masses or evaluation.points, not both")
+        for p in ev.points or []:
+            if set(p) != set(names):
+                raise ValueError(f"evaluation.points: {p} must give exactly the parameters "
+                                 f"{names}")
+        if self.generate is not None and (self.generate.toy == "xyh") != (len(names) == 2):
+            want = "[mX, mY]" if self.generate.toy == "xyh" else "[mass] (the default)"
+            raise ValueError(f"generate.toy '{self.generate.toy}' writes a toy whose signal "
+                             f"parameters are {want}: set parameters to match")
+        return self
 
     @model_validator(mode="after")
     def _normalisation(self) -> Config:
@@ -697,11 +797,29 @@ class Config(_Strict):
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
+    @property
+    def n_parameters(self) -> int:
+        return len(self.parameters)
+
+    def signal_points(self, *, trained_only: bool = False) -> list[tuple[float, ...]]:
+        """Constant points of the signal samples (sorted, unique)."""
+        found = {s.constant_point(self.parameters) for s in self.samples.signal
+                 if s.train or not trained_only}
+        return sorted(p for p in found if p is not None)
+
+    def evaluation_points(self) -> list[tuple[float, ...]] | None:
+        """The points that ``evaluation.masses`` or ``evaluation.points`` ask for, if any."""
+        if self.evaluation.masses:
+            return sorted((float(m),) for m in self.evaluation.masses)
+        if self.evaluation.points:
+            return sorted(tuple(float(p[n]) for n in self.parameters)
+                          for p in self.evaluation.points)
+        return None
+
     def signal_masses(self, *, trained_only: bool = False) -> list[float]:
         """Constant masses of the signal samples (sorted, unique)."""
-        return sorted(
-            {s.mass for s in self.samples.signal if s.mass is not None and (s.train or not trained_only)}
-        )
+        return [p[0] for p in self.signal_points(trained_only=trained_only)
+                if len(p) == 1]
 
     def digest(self) -> str:
         """Stable hash of the validated config, stored in model metadata."""

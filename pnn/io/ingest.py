@@ -39,13 +39,14 @@ SHARD_DIR = "events.d"
 class SampleSummary:
     name: str
     label: int
-    mass: float | None
+    mass: float | None  # the sample's point when it has one parameter
     train: bool
     read: int
     selected: int
     weighted: float
     sum_weights: float | None = None
     non_finite: dict[str, int] = field(default_factory=dict)
+    point: list[float] | None = None  # the sample's point (every parameter), when constant
 
 
 @dataclass
@@ -60,11 +61,11 @@ class IngestResult:
 
 @dataclass
 class _Part:
-    """One tree of one file, with the mass its name gives (if any)."""
+    """One tree of one file, with the signal point its name gives (if any)."""
 
     path: str
     tree: object
-    mass: float | None
+    point: tuple[float, ...] | None
 
 
 @dataclass
@@ -120,10 +121,31 @@ def _as_array(value, n: int, dtype, what: str) -> np.ndarray:
     return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
-def sample_parts(sample: Sample, handles: dict, pairs: list[tuple[str, str | None]]
-                 ) -> dict[str, list[_Part]]:
-    """The trees of ``sample`` grouped by expanded sample name, with the masses their tree
-    or file names give."""
+def _regex_point(sample: Sample, names: list[str], tree: str, path: str
+                 ) -> tuple[float, ...] | None:
+    """The point that ``mass_regex`` or ``parameter_regex`` reads from a tree or file name."""
+    regex = sample.mass_regex or sample.parameter_regex
+    if regex is None:
+        return None
+    key = "mass_regex" if sample.mass_regex else "parameter_regex"
+    on = sample.mass_regex_on if sample.mass_regex else sample.parameter_regex_on
+    text = tree if on == "tree" else Path(path).name
+    found = re.search(regex, text)
+    if not found:
+        raise PnnError(f"sample '{sample.name}': {key} '{regex}' does not match the {on} name "
+                       f"'{text}'")
+    groups = [found.group(1)] if sample.mass_regex else [found.group(n) for n in names]
+    try:
+        return tuple(float(g) for g in groups)
+    except (TypeError, ValueError):
+        raise PnnError(f"sample '{sample.name}': {key} groups {groups} in '{text}' are not "
+                       "all numbers") from None
+
+
+def sample_parts(sample: Sample, handles: dict, pairs: list[tuple[str, str | None]],
+                 names: list[str] | None = None) -> dict[str, list[_Part]]:
+    """The trees of ``sample`` grouped by expanded sample name, with the signal points their
+    tree or file names give (``names``: the parameters)."""
     groups: dict[str, list[_Part]] = {}
     for path, tree in pairs:
         if tree is None:
@@ -136,19 +158,8 @@ def sample_parts(sample: Sample, handles: dict, pairs: list[tuple[str, str | Non
         else:
             trees = [tree]
         for name in trees:
-            mass = None
-            if sample.mass_regex:
-                text = name if sample.mass_regex_on == "tree" else Path(path).name
-                found = re.search(sample.mass_regex, text)
-                if not found:
-                    raise PnnError(f"sample '{sample.name}': mass_regex '{sample.mass_regex}' "
-                                   f"does not match the {sample.mass_regex_on} name '{text}'")
-                try:
-                    mass = float(found.group(1))
-                except ValueError:
-                    raise PnnError(f"sample '{sample.name}': mass_regex group "
-                                   f"'{found.group(1)}' in '{text}' is not a number") from None
-            groups.setdefault(sample.expanded_name(name, path), []).append(_Part(path, name, mass))
+            point = _regex_point(sample, names or ["mass"], name, path)
+            groups.setdefault(sample.expanded_name(name, path), []).append(_Part(path, name, point))
     return groups
 
 
@@ -170,10 +181,9 @@ def _plans(cfg: Config, handles: dict, sample: Sample, label: int,
         keyed["selection"] = selection
     needed: set[str] = set().union(*(expressions.branches(e, key=k) for k, e in keyed.items()))
     attributes: set[str] = set().union(*(expressions.attributes(e) for e in keyed.values()))
-    if sample.mass_branch:
-        needed.add(sample.mass_branch)
+    needed |= set(_parameter_branches(cfg, sample).values())
     plans = []
-    for name, parts in sample_parts(sample, handles, pairs).items():
+    for name, parts in sample_parts(sample, handles, pairs, cfg.parameters).items():
         first = parts[0]
         first.tree = ntuple.get_tree(handles[first.path], first.path, first.tree, ())
         reading = ntuple.resolve(first.tree, first.path, needed, attributes)
@@ -263,11 +273,13 @@ def _chunk_table(cfg: Config, plan: _Plan, part: _Part, chunk: dict, spectators:
     cols["event_number"] = _event_numbers(column("event_number", plan.event_number, None),
                                           plan.event_number)
     m = len(cols["weight"])
-    if plan.sample.mass_branch:
-        cols["mass"] = column("mass", plan.sample.mass_branch, np.float64)
-    else:
-        mass = part.mass if part.mass is not None else plan.sample.mass
-        cols["mass"] = np.full(m, np.nan if mass is None else mass)
+    from_branches = _parameter_branches(cfg, plan.sample)
+    point = part.point or plan.sample.constant_point(cfg.parameters)
+    for i, p in enumerate(cfg.parameters):
+        if p in from_branches:
+            cols[p] = column(p, from_branches[p], np.float64)
+        else:
+            cols[p] = np.full(m, np.nan if point is None else point[i])
     if not np.isfinite(cols["weight"]).all():
         raise PnnError(f"sample '{plan.name}': {int((~np.isfinite(cols['weight'])).sum())} events "
                        f"have a NaN or infinite weight ({plan.weight}): fix the weight expression")
@@ -376,9 +388,10 @@ def ingest(cfg: Config, shard: tuple[int, int] | None = None) -> IngestResult:
     With ``shard=(i, n)`` only the i-th of n shares of the trees is read, into
     ``events.d/shard-i-of-n.parquet``; weights are still normalised over the whole sample.
     """
-    clash = sorted(set(cfg.features + cfg.spectators) & set(RESERVED))
+    clash = sorted(set(cfg.features + cfg.spectators) & {*RESERVED, *cfg.parameters})
     if clash:
-        raise PnnError(f"features/spectators may not be named {clash}: these columns are reserved")
+        raise PnnError(f"features/spectators may not be named {clash}: these columns are reserved "
+                       "(the signal parameters and the table's own columns)")
     if shard is not None and not 0 <= shard[0] < shard[1]:
         raise PnnError(f"shard {shard[0]}/{shard[1]}: need 0 <= I < N")
     pairs = [pair for s in (*cfg.samples.signal, *cfg.samples.background)
@@ -464,10 +477,19 @@ def _read(cfg: Config, plan: _Plan, code: int, spectators: list[str], dictionary
             f"sample '{plan.name}': the selection keeps no events of {read} read: "
             f"loosen the selection ({plan.selection}) or check the files"
         )
-    masses = {p.mass if p.mass is not None else plan.sample.mass for p in plan.parts}
+    found = {p.point or plan.sample.constant_point(cfg.parameters) for p in plan.parts}
+    point = found.pop() if len(found) == 1 else None
     train = plan.sample.train if plan.label else True
-    return SampleSummary(plan.name, plan.label, masses.pop() if len(masses) == 1 else None, train,
-                         read, selected, weighted, plan.sum_weights, non_finite)
+    return SampleSummary(plan.name, plan.label, point[0] if point and len(point) == 1 else None,
+                         train, read, selected, weighted, plan.sum_weights, non_finite,
+                         list(point) if point else None)
+
+
+def _parameter_branches(cfg: Config, sample: Sample) -> dict[str, str]:
+    """Parameter -> branch for a sample that reads its point from branches."""
+    if sample.mass_branch:
+        return {cfg.parameters[0]: sample.mass_branch}
+    return dict(sample.parameter_branches or {})
 
 
 def _shards(cfg: Config) -> list[Path]:

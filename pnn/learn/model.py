@@ -28,20 +28,61 @@ MODEL_LOAD_ERRORS = (ValueError, OSError, KeyError, TypeError, EOFError, zipfile
                      zlib.error)
 
 
-def build_model(n_inputs: int, layers: list[int], activation: str, seed: int) -> keras.Model:
-    """Dense hidden layers and a sigmoid output; initial weights fixed by ``seed``."""
+def build_model(n_inputs: int, layers: list[int], activation: str, seed: int, *,
+                n_parameters: int = 1, conditioning: str = "concat") -> keras.Model:
+    """Dense hidden layers and a sigmoid output; initial weights fixed by ``seed``.
+
+    The input row holds the scaled features followed by ``n_parameters`` scaled signal
+    parameters theta. ``concat`` feeds that row to the first layer as it is (Baldi et al.).
+    ``affine`` (Anzalone et al.) feeds only the features to the first layer and changes every
+    hidden layer's pre-activation h to (1 + gamma(theta)) * h + beta(theta), with gamma and
+    beta linear in theta and starting near zero, so that no point starts with its
+    activations switched off. It is built from stock Keras layers only (the features and
+    theta are picked out of the input row by fixed, non-trainable Dense layers), so
+    ``load_model`` restores it without custom code.
+    """
     inputs = keras.Input(shape=(n_inputs,), name="inputs")
-    x = inputs
+    if conditioning == "affine" and n_parameters > 0:
+        x, theta = _split_inputs(inputs, n_inputs, n_parameters)
+    else:
+        x, theta = inputs, None
     for i, width in enumerate(layers):
-        x = keras.layers.Dense(
-            width, activation=activation, name=f"dense_{i}",
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i),
-        )(x)
+        init = keras.initializers.GlorotUniform(seed=seed + i)
+        if theta is None:
+            x = keras.layers.Dense(width, activation=activation, name=f"dense_{i}",
+                                   kernel_initializer=init)(x)
+            continue
+        h = keras.layers.Dense(width, name=f"dense_{i}", kernel_initializer=init)(x)
+        small = keras.initializers.RandomNormal(stddev=0.01, seed=seed + 100 + i)
+        scale = keras.layers.Dense(width, name=f"gamma_{i}", kernel_initializer=small,
+                                   bias_initializer="ones")(theta)  # 1 + gamma(theta)
+        shift = keras.layers.Dense(width, name=f"beta_{i}", kernel_initializer=keras.initializers
+                                   .RandomNormal(stddev=0.01, seed=seed + 200 + i))(theta)
+        h = keras.layers.Multiply(name=f"film_scale_{i}")([h, scale])
+        h = keras.layers.Add(name=f"film_shift_{i}")([h, shift])
+        x = keras.layers.Activation(activation, name=f"act_{i}")(h)
     out = keras.layers.Dense(
         1, activation="sigmoid", name="score",
         kernel_initializer=keras.initializers.GlorotUniform(seed=seed + len(layers)),
     )(x)
     return keras.Model(inputs, out, name="pnn")
+
+
+def _split_inputs(inputs: keras.KerasTensor, n_inputs: int, n_parameters: int
+                  ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The features and the parameters of the input row, each through a fixed 0/1 Dense."""
+    n_features = n_inputs - n_parameters
+    out = []
+    for name, cols in (("features", range(n_features)),
+                       ("parameters", range(n_features, n_inputs))):
+        layer = keras.layers.Dense(len(cols), use_bias=False, trainable=False,
+                                   kernel_initializer="zeros", name=f"select_{name}")
+        picked = layer(inputs)
+        pick = np.zeros((n_inputs, len(cols)), dtype=np.float32)
+        pick[list(cols), range(len(cols))] = 1.0
+        layer.set_weights([pick])
+        out.append(picked)
+    return out[0], out[1]
 
 
 def compile_model(model: keras.Model, training: Training) -> None:
@@ -105,9 +146,21 @@ def _read_metadata(path: Path) -> dict:
     if not isinstance(meta["features"], list) or not all(isinstance(f, str) for f in meta["features"]):
         raise PnnError(f"model metadata '{path}': 'features' is not a list of names: {fix}")
     masses = meta["masses"]
-    if not isinstance(masses, list) or not all(
-            isinstance(m, int | float) and not isinstance(m, bool) and np.isfinite(m) for m in masses):
-        raise PnnError(f"model metadata '{path}': 'masses' is not a list of finite numbers: {fix}")
+    width = len(meta.get("parameters", ["mass"])) if isinstance(meta.get("parameters"), list) else 0
+    if not width:
+        raise PnnError(f"model metadata '{path}': 'parameters' is not a list of names: {fix}")
+
+    def finite(m: object) -> bool:
+        return isinstance(m, int | float) and not isinstance(m, bool) and bool(np.isfinite(m))
+
+    def point_ok(m: object) -> bool:
+        if width == 1:
+            return finite(m)
+        return isinstance(m, list) and len(m) == width and all(finite(v) for v in m)
+
+    if not isinstance(masses, list) or not all(point_ok(m) for m in masses):
+        what = "finite numbers" if width == 1 else f"points of {width} finite numbers"
+        raise PnnError(f"model metadata '{path}': 'masses' is not a list of {what}: {fix}")
     if not masses and meta.get("parametric", True):
         raise PnnError(f"model metadata '{path}' lists no trained mass, so the mass input "
                        f"cannot be scaled: {fix}")
@@ -197,19 +250,31 @@ class FoldModels:
         return bool(self.metadata.get("parametric", True))
 
     @property
-    def trained_masses(self) -> list[float]:
-        return list(self.metadata["masses"])
+    def parameters(self) -> list[str]:
+        return list(self.metadata.get("parameters", ["mass"]))
 
-    def score(self, X: np.ndarray, mass: np.ndarray | float, event_number: np.ndarray,
+    @property
+    def trained_masses(self) -> list[float]:
+        """The trained masses (one-parameter models)."""
+        return [float(m) for m in self.metadata["masses"] if not isinstance(m, list)]
+
+    @property
+    def trained_points(self) -> list[tuple[float, ...]]:
+        """Every trained point, as a tuple of parameter values."""
+        return [tuple(float(v) for v in (m if isinstance(m, list) else [m]))
+                for m in self.metadata["masses"]]
+
+    def score(self, X: np.ndarray, mass: np.ndarray | float | tuple, event_number: np.ndarray,
               *, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
-        """Score events at ``mass`` and return ``(scores, mask)``.
+        """Score events at ``mass`` (a point for every event, or one per event: masses, or an
+        (events, parameters) array) and return ``(scores, mask)``.
 
         ``split="test"``: every event is scored once, by the model that did not train on it.
         ``split="train"``: every event is scored by each model that did train on it; the
         result holds one entry per (event, model) pair and ``mask`` is an index array.
         """
         fold = folds(event_number, self.k)
-        mass = np.broadcast_to(np.asarray(mass, dtype=np.float64), (len(X),))
+        mass = self.scalers[0].point_matrix(mass, len(X))
         if split == "test":
             scores = np.empty(len(X))
             for i, (model, scaler) in enumerate(zip(self.models, self.scalers, strict=True)):

@@ -2,10 +2,11 @@
 
 * fold = EventNumber % k; the model of fold i trains on the other folds and is evaluated
   and applied on fold i only.
-* Features are scaled with a RobustScaler fitted on training events only; the mass input
-  is scaled to [0, 1] over the trained mass range. Both are stored as JSON.
-* Background events have no mass: each gets one drawn from the signal mass points in
-  proportion to their signal weight, redrawn every epoch.
+* Features are scaled with a RobustScaler fitted on training events only; each signal
+  parameter (the mass, or e.g. m_X and m_Y) is scaled to [0, 1] over the trained points.
+  Both are stored as JSON.
+* Background events have no signal parameters: each gets a whole point drawn from the
+  signal points in proportion to their signal weight, redrawn every epoch.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import RobustScaler
 
+from pnn.core import points
 from pnn.core.atomic import write_json
 from pnn.core.errors import PnnError
 
-MASS_TOLERANCE = 1e-3
-SCALER_KEYS = ("features", "robust_center", "robust_scale", "mass_min", "mass_max")
+SCALER_KEYS = ("features", "robust_center", "robust_scale", "parameters", "parameter_min",
+               "parameter_max")
 
 
 def folds(event_number: np.ndarray, k: int) -> np.ndarray:
@@ -38,59 +40,96 @@ def cut_halves(event_number: np.ndarray, k: int) -> np.ndarray:
     return (np.asarray(event_number).astype(np.int64) // k) % 2 == 0
 
 
-def mass_mask(masses: np.ndarray, mass: float) -> np.ndarray:
-    """Events whose mass equals ``mass`` within a tolerance (masses are floats)."""
-    return np.abs(np.asarray(masses) - mass) < MASS_TOLERANCE
+def mass_mask(masses: np.ndarray, mass: float | tuple[float, ...]) -> np.ndarray:
+    """Events whose parameters equal the point ``mass`` within a tolerance (floats)."""
+    return points.mask(masses, mass)
 
 
 class InputScaler:
-    """RobustScaler on the features plus min-max scaling of the mass over the trained range.
+    """RobustScaler on the features plus min-max scaling of each signal parameter over the
+    trained points, to [0, 1].
 
-    A non-parametric scaler (for the baseline networks without a mass input) has no mass
-    column: :meth:`transform` then ignores the mass it is given.
+    A non-parametric scaler (for the baseline networks without a mass input) has no
+    parameter columns: :meth:`transform` then ignores the point it is given.
     """
 
     def __init__(self, features: list[str], center: np.ndarray, scale: np.ndarray,
-                 mass_min: float, mass_max: float, parametric: bool = True) -> None:
+                 param_min: np.ndarray | float, param_max: np.ndarray | float,
+                 parametric: bool = True, parameters: list[str] | None = None) -> None:
         self.features = list(features)
         self.center = np.asarray(center, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
-        self.mass_min = float(mass_min)
-        self.mass_max = float(mass_max)
+        self.param_min = np.atleast_1d(np.asarray(param_min, dtype=np.float64))
+        self.param_max = np.atleast_1d(np.asarray(param_max, dtype=np.float64))
+        self.parameters = list(parameters or [points.MASS])
         self.parametric = parametric
 
     @classmethod
-    def fit(cls, features: list[str], X: np.ndarray, masses: np.ndarray,
-            parametric: bool = True) -> InputScaler:
-        """Fit on training events only: ``X`` their features, ``masses`` the trained masses."""
+    def fit(cls, features: list[str], X: np.ndarray, trained: np.ndarray,
+            parametric: bool = True, parameters: list[str] | None = None) -> InputScaler:
+        """Fit on training events only: ``X`` their features, ``trained`` the trained points
+        (one row per point; a 1-D array for one parameter)."""
         robust = RobustScaler().fit(np.asarray(X, dtype=np.float64))
-        lo, hi = float(np.min(masses)), float(np.max(masses))
-        return cls(features, robust.center_, robust.scale_, lo, hi, parametric)
+        pts = points.matrix(trained)
+        return cls(features, robust.center_, robust.scale_, pts.min(axis=0), pts.max(axis=0),
+                   parametric, parameters)
+
+    @property
+    def n_parameters(self) -> int:
+        return len(self.parameters) if self.parametric else 0
 
     @property
     def n_inputs(self) -> int:
-        return len(self.features) + int(self.parametric)
+        return len(self.features) + self.n_parameters
+
+    @property
+    def mass_min(self) -> float:
+        return float(self.param_min[0])
+
+    @property
+    def mass_max(self) -> float:
+        return float(self.param_max[0])
+
+    @property
+    def span(self) -> np.ndarray:
+        """Trained range of each parameter (1 where it is a single value)."""
+        span = self.param_max - self.param_min
+        return np.where(span > 0, span, 1.0)
+
+    def scale_points(self, values: np.ndarray) -> np.ndarray:
+        """(events, parameters) values scaled to [0, 1] over the trained points."""
+        arr = points.matrix(values, len(self.param_min))
+        return (arr - self.param_min) / self.span
 
     def scale_mass(self, mass: np.ndarray | float) -> np.ndarray:
-        span = self.mass_max - self.mass_min
-        return (np.asarray(mass, dtype=np.float64) - self.mass_min) / (span if span > 0 else 1.0)
+        """One parameter's values scaled to [0, 1] (kept for one-parameter callers)."""
+        return (np.asarray(mass, dtype=np.float64) - self.param_min[0]) / self.span[0]
 
-    def transform(self, X: np.ndarray, mass: np.ndarray | float) -> np.ndarray:
-        """Network inputs: scaled features followed by the scaled mass, as float32."""
+    def point_matrix(self, theta: np.ndarray | float | tuple, n: int) -> np.ndarray:
+        """``theta`` as an (n, parameters) array: a point for every event, or one per event."""
+        d = len(self.param_min)
+        arr = np.asarray(theta, dtype=np.float64)
+        if arr.ndim == 0 or (arr.ndim == 1 and d > 1 and len(arr) == d):
+            return np.broadcast_to(np.atleast_1d(arr), (n, d))
+        return points.matrix(arr, d)
+
+    def transform(self, X: np.ndarray, theta: np.ndarray | float | tuple) -> np.ndarray:
+        """Network inputs: scaled features followed by the scaled parameters, as float32."""
         X = np.asarray(X, dtype=np.float64)
         scaled = (X - self.center) / self.scale
         if not self.parametric:
             return scaled.astype(np.float32)
-        m = np.broadcast_to(self.scale_mass(mass), (len(X),))
-        return np.column_stack([scaled, m]).astype(np.float32)
+        p = self.scale_points(self.point_matrix(theta, len(X)))
+        return np.column_stack([scaled, p]).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {
             "features": self.features,
             "robust_center": self.center.tolist(),
             "robust_scale": self.scale.tolist(),
-            "mass_min": self.mass_min,
-            "mass_max": self.mass_max,
+            "parameters": self.parameters,
+            "parameter_min": self.param_min.tolist(),
+            "parameter_max": self.param_max.tolist(),
             "parametric": self.parametric,
         }
 
@@ -102,7 +141,7 @@ class InputScaler:
         """Read a scaler saved by :meth:`save`, refusing one that would give wrong inputs.
 
         A file that is not JSON, lacks a key, has lists of the wrong length, a zero or
-        non-finite scale, a non-finite centre or (parametric) no usable mass range is a
+        non-finite scale, a non-finite centre or (parametric) no usable parameter range is a
         :class:`PnnError` naming the file and ending with ``fix``.
         """
         path = Path(path)
@@ -116,10 +155,11 @@ class InputScaler:
         problem = _scaler_problem(d)
         if problem:
             raise PnnError(f"scaler file '{path}' is damaged: {problem}; {fix}")
-        lo, hi = (d[k] if _is_number(d[k]) else np.nan for k in ("mass_min", "mass_max"))
+        lo, hi = ([v if _is_number(v) else np.nan for v in d[k]]
+                  for k in ("parameter_min", "parameter_max"))
         return cls(d["features"], np.array(d["robust_center"], dtype=np.float64),
-                   np.array(d["robust_scale"], dtype=np.float64), lo, hi,
-                   d.get("parametric", True))
+                   np.array(d["robust_scale"], dtype=np.float64), np.array(lo), np.array(hi),
+                   d.get("parametric", True), d["parameters"])
 
 
 def _is_number(v: object) -> bool:
@@ -151,13 +191,19 @@ def _scaler_problem(d: object) -> str:
     zero = [f for f, v in zip(features, d["robust_scale"], strict=True) if v == 0]
     if zero:
         return f"'robust_scale' is zero for feature '{zero[0]}' (inputs would be divided by zero)"
+    names = d["parameters"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return "'parameters' is not a list of parameter names"
+    for key in ("parameter_min", "parameter_max"):
+        if not isinstance(d[key], list) or len(d[key]) != len(names):
+            return f"'{key}' is not a list of {len(names)} number(s), one per parameter"
     if parametric:
-        lo, hi = d["mass_min"], d["mass_max"]
-        if not (_is_number(lo) and _is_number(hi) and np.isfinite(lo) and np.isfinite(hi)):
-            return (f"the trained mass range is {lo!r}-{hi!r}, not two finite numbers "
-                    "(a parametric model needs it to scale the mass)")
-        if hi < lo:
-            return f"'mass_max' {hi:g} is below 'mass_min' {lo:g}"
+        for name, lo, hi in zip(names, d["parameter_min"], d["parameter_max"], strict=True):
+            if not (_is_number(lo) and _is_number(hi) and np.isfinite(lo) and np.isfinite(hi)):
+                return (f"the trained range of '{name}' is {lo!r}-{hi!r}, not two finite "
+                        "numbers (a parametric model needs it to scale the parameter)")
+            if hi < lo:
+                return f"the trained range of '{name}' ends at {hi:g}, below its start {lo:g}"
     return ""
 
 
@@ -168,8 +214,9 @@ def training_weights(
     """Per-event weights for the loss, normalised to mean 1 over the events that enter it.
 
     With ``drop_negative`` negative weights become 0 (they stay in every evaluation number).
-    With ``balance_signal`` every signal mass point gets the same total weight and all signal
-    together equals all background.
+    With ``balance_signal`` every signal point (``mass``: one row of parameters per event, or
+    one mass per event) gets the same total weight and all signal together equals all
+    background.
     """
     w = np.asarray(weight, dtype=np.float64).copy()
     if drop_negative:
@@ -178,33 +225,49 @@ def training_weights(
     sig = label == 1
     if balance_signal:
         bkg_total = w[~sig].sum()
-        points = np.unique(mass[sig])
-        for m in points:
-            sel = sig & (mass == m)
+        theta = points.matrix(mass)
+        pts = points.unique(theta[sig])
+        which = points.index(theta, pts)
+        for i in range(len(pts)):
+            sel = sig & (which == i)
             total = w[sel].sum()
             if total > 0:
-                w[sel] *= bkg_total / len(points) / total
+                w[sel] *= bkg_total / len(pts) / total
     used = w != 0
     return w / w[used].mean() if used.any() else w
 
 
 @dataclass(frozen=True)
-class MassPrior:
-    """Signal mass points and the probability with which background events take each."""
+class PointPrior:
+    """Signal points (one row of parameters each) and the probability with which background
+    events take each: whole points are drawn, never one parameter at a time."""
 
-    masses: np.ndarray
+    points: np.ndarray
     probabilities: np.ndarray
 
     @classmethod
-    def from_signal(cls, mass: np.ndarray, weight: np.ndarray) -> MassPrior:
-        points = np.unique(mass)
-        totals = np.array([weight[mass == m].sum() for m in points])
+    def from_signal(cls, theta: np.ndarray, weight: np.ndarray) -> PointPrior:
+        arr = points.matrix(theta)
+        pts = np.array(points.unique(arr), dtype=np.float64).reshape(-1, arr.shape[1])
+        which = points.index(arr, [tuple(p) for p in pts])
+        totals = np.array([weight[which == i].sum() for i in range(len(pts))])
         totals = np.clip(totals, 0, None)
-        return cls(points, totals / totals.sum())
+        return cls(pts, totals / totals.sum())
+
+    @property
+    def masses(self) -> np.ndarray:
+        """The points' first parameter (the mass of a one-parameter search)."""
+        return self.points[:, 0]
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.choice(self.masses, size=n, p=self.probabilities)
+        """``n`` points drawn in proportion to the signal weight, as an (n, parameters) array."""
+        return self.points[rng.choice(len(self.points), size=n, p=self.probabilities)]
 
 
 def feature_matrix(events: pd.DataFrame, features: list[str]) -> np.ndarray:
     return events[features].to_numpy(dtype=np.float64)
+
+
+def parameter_matrix(events: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """The events' signal parameters as an (events, parameters) array (NaN for background)."""
+    return events[list(names)].to_numpy(dtype=np.float64)

@@ -19,14 +19,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pnn.core import provenance
+from pnn.core import points, provenance
 from pnn.core.atomic import Staging, atomic_path, read_json, sweep, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.locks import file_lock, task_lock
 from pnn.io.ingest import events_identity
 from pnn.learn import model as pnn_model
-from pnn.learn.preprocess import InputScaler, MassPrior, feature_matrix, folds, mass_mask, training_weights
+from pnn.learn.preprocess import (
+    InputScaler,
+    PointPrior,
+    feature_matrix,
+    folds,
+    parameter_matrix,
+    training_weights,
+)
 from pnn.show import plots
 
 log = logging.getLogger(__name__)
@@ -38,12 +45,13 @@ VERSIONED = ("pnn", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "u
 class Variant:
     """What a network is trained on: the PNN itself, or a study's hold-out or baseline network.
 
-    ``signal_masses`` restricts the signal to those mass points (default: every sample
-    flagged ``train``); a non-``parametric`` network has no mass input.
+    ``signal_masses`` restricts the signal to those points (masses, or tuples of parameter
+    values; default: every sample flagged ``train``); a non-``parametric`` network has no
+    parameter input.
     """
 
     name: str = "pnn"
-    signal_masses: tuple[float, ...] | None = None
+    signal_masses: tuple | None = None
     parametric: bool = True
 
 
@@ -54,7 +62,7 @@ class FoldData:
     X: np.ndarray
     y: np.ndarray
     w: np.ndarray
-    mass: np.ndarray  # NaN for background
+    mass: np.ndarray  # (events, parameters) signal point; NaN for background
 
     def __len__(self) -> int:
         return len(self.y)
@@ -74,7 +82,7 @@ class FoldResult:
 @dataclass
 class TrainResult:
     model_dir: Path
-    masses: list[float]
+    masses: list
     folds: list[FoldResult]
 
 
@@ -87,8 +95,8 @@ def training_events(cfg: Config, events: pd.DataFrame,
     is_bkg = events["label"].to_numpy() == 0
     keep = names.isin(trained).to_numpy()
     if signal_masses is not None:
-        mass = events["mass"].to_numpy()
-        keep &= np.logical_or.reduce([mass_mask(mass, m) for m in signal_masses])
+        theta = parameter_matrix(events, cfg.parameters)
+        keep &= np.logical_or.reduce([points.mask(theta, m) for m in signal_masses])
     return events[is_bkg | keep]
 
 
@@ -106,7 +114,7 @@ def split_fold(cfg: Config, events: pd.DataFrame, fold: int) -> tuple[FoldData, 
     pre = cfg.preprocessing
     train = events[folds(events["event_number"].to_numpy(), pre.folds) != fold]
     y = train["label"].to_numpy(np.float32)
-    mass = train["mass"].to_numpy(np.float64)
+    mass = parameter_matrix(train, cfg.parameters)
     w = training_weights(y, mass, train["weight"].to_numpy(), balance_signal=pre.balance_signal,
                          drop_negative=pre.drop_negative_weights)
     keep = w != 0
@@ -130,14 +138,15 @@ def _versions() -> dict[str, str]:
 
 
 def run_epoch(net: pnn_model.keras.Model, x: np.ndarray, y: np.ndarray, w: np.ndarray, bkg: np.ndarray,
-              prior: MassPrior, scaler: InputScaler, rng: np.random.Generator,
+              prior: PointPrior, scaler: InputScaler, rng: np.random.Generator,
               batch_size: int, epoch: int) -> float:
-    """One epoch: draw new background masses, shuffle with ``rng``, fit; return the loss.
+    """One epoch: draw new background points, shuffle with ``rng``, fit; return the loss.
 
-    A non-parametric network has no mass input, so nothing is drawn for it.
+    A non-parametric network has no parameter input, so nothing is drawn for it.
     """
     if scaler.parametric:
-        x[bkg, -1] = scaler.scale_mass(prior.draw(rng, len(bkg)))
+        d = scaler.n_parameters
+        x[bkg, -d:] = scaler.scale_points(prior.draw(rng, len(bkg)))
     order = rng.permutation(len(y))
     h = net.fit(x[order], y[order], sample_weight=w[order], batch_size=batch_size,
                 epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
@@ -177,16 +186,18 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
     sig = train.y == 1
     if not sig.any() or sig.all():
         raise PnnError(f"fold {fold}: training needs both signal and background events")
-    prior = MassPrior.from_signal(train.mass[sig], train.w[sig])
-    scaler = InputScaler.fit(cfg.features, train.X, prior.masses, parametric)
+    prior = PointPrior.from_signal(train.mass[sig], train.w[sig])
+    scaler = InputScaler.fit(cfg.features, train.X, prior.points, parametric, cfg.parameters)
     rng = np.random.default_rng([cfg.seed, 11, fold])
 
-    x_train = scaler.transform(train.X, np.where(sig, train.mass, prior.masses[0]))
+    x_train = scaler.transform(train.X, np.where(sig[:, None], train.mass, prior.points[0]))
     bkg = np.flatnonzero(~sig)
-    val_mass = np.where(val.y == 1, val.mass, prior.draw(rng, len(val)))
+    val_sig = (val.y == 1)[:, None]
+    val_mass = np.where(val_sig, val.mass, prior.draw(rng, len(val)))
     x_val = scaler.transform(val.X, val_mass)
 
-    net = pnn_model.build_model(scaler.n_inputs, t.layers, t.activation, cfg.seed + 1000 * fold)
+    net = pnn_model.build_model(scaler.n_inputs, t.layers, t.activation, cfg.seed + 1000 * fold,
+                                n_parameters=scaler.n_parameters, conditioning=t.conditioning)
     pnn_model.compile_model(net, t)
     history: list[dict] = []
     stop = EarlyStop(t.min_delta)
@@ -256,10 +267,11 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
         raise PnnError(f"preprocessing.folds = {k} leaves fold {int(np.argmin(counts))} without "
                        f"events (event numbers of {len(events)} training events): use fewer folds")
     warn_repeated_event_numbers(events, cfg.event_number)
-    masses = sorted(float(m) for m in np.unique(events.loc[events["label"] == 1, "mass"]))
-    if variant.signal_masses is not None and len(masses) != len(variant.signal_masses):
-        raise PnnError(f"{variant.name}: no training signal at some of the masses "
-                       f"{[f'{m:g}' for m in variant.signal_masses]} GeV")
+    trained = points.unique(parameter_matrix(events[events["label"] == 1], cfg.parameters))
+    if variant.signal_masses is not None and len(trained) != len(variant.signal_masses):
+        raise PnnError(f"{variant.name}: no training signal at some of the points "
+                       f"{[points.label(cfg.parameters, points.as_point(m)) for m in variant.signal_masses]}")
+    masses = [p[0] if len(p) == 1 else list(p) for p in trained]
     out_dir = pnn_model.model_dir(cfg.run_dir) if out_dir is None else Path(out_dir)
     sweep(out_dir)
     results = []
@@ -281,7 +293,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_metadata(cfg: Config, out_dir: Path, masses: list[float], fold: dict,
+def _write_metadata(cfg: Config, out_dir: Path, masses: list, fold: dict,
                     variant: Variant) -> None:
     """Record one newly published fold in ``metadata.json``, keeping the other folds' records
     as they are: each fold carries its own provenance, so folds from different trainings are
@@ -299,11 +311,13 @@ def _write_metadata(cfg: Config, out_dir: Path, masses: list[float], fold: dict,
     fold_results = sorted([*earlier, fold], key=lambda r: r["fold"])
     inputs = list(cfg.features)
     if variant.parametric:
-        inputs.append("mass (scaled to [0, 1] over the trained range)")
+        inputs += [f"{p} (scaled to [0, 1] over the trained points)" for p in cfg.parameters]
     write_json(meta_path, {
         "variant": variant.name,
         "parametric": variant.parametric,
         "features": list(cfg.features),
+        "parameters": list(cfg.parameters),
+        "conditioning": cfg.training.conditioning,
         "masses": masses,
         "folds": k,
         "fold_rule": f"model i is trained on events with {cfg.event_number} % {k} != i "
