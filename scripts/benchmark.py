@@ -38,7 +38,7 @@ from pnn.deploy import apply as pnn_apply
 from pnn.io import ingest, toy
 from pnn.learn import model as pnn_model
 from pnn.learn import train as pnn_train
-from pnn.learn.preprocess import InputScaler, MassPrior
+from pnn.learn.preprocess import InputScaler, PointPrior
 
 
 def _config(tmp: Path, masses: list[float], events: int, background: int) -> Path:
@@ -89,9 +89,9 @@ def bench_epoch(cfg, repeat: int) -> dict:
     events = pnn_train.training_events(cfg, events)
     train, _ = pnn_train.split_fold(cfg, events, 0)
     sig = train.y == 1
-    prior = MassPrior.from_signal(train.mass[sig], train.w[sig])
-    scaler = InputScaler.fit(cfg.features, train.X, prior.masses)
-    x = scaler.transform(train.X, np.where(sig, train.mass, prior.masses[0]))
+    prior = PointPrior.from_signal(train.mass[sig], train.w[sig])
+    scaler = InputScaler.fit(cfg.features, train.X, prior.points)
+    x = scaler.transform(train.X, np.where(sig[:, None], train.mass, prior.points[0]))
     bkg = np.flatnonzero(~sig)
     rng = np.random.default_rng(0)
     t = cfg.training
@@ -104,7 +104,7 @@ def bench_epoch(cfg, repeat: int) -> dict:
 
     pnn_net, bare_net = fresh(), fresh()
     x_bare = x.copy()
-    x_bare[bkg, -1] = scaler.scale_mass(prior.draw(rng, len(bkg)))
+    x_bare[bkg, -1:] = scaler.scale_points(prior.draw(rng, len(bkg)))
     pnn_times, bare_times = [], []
     for epoch in range(repeat):
         pnn_times.append(_time(lambda e=epoch: pnn_train.run_epoch(

@@ -57,7 +57,7 @@ def test_run_writes_models_scalers_and_plots(finished_run) -> None:
     for i in (0, 1):
         assert (model / f"fold{i}.keras").is_file()
         scaler = json.loads((model / f"fold{i}.scaler.json").read_text())
-        assert scaler["mass_min"] == 500 and scaler["mass_max"] == 1500
+        assert scaler["parameter_min"] == [500] and scaler["parameter_max"] == [1500]
         assert (model / f"fold{i}.history.csv").read_text().startswith("epoch,loss,val_loss")
         assert (model / f"fold{i}.loss.png").stat().st_size > 1000
     for m in ("m500", "m750", "m1000", "m1500"):

@@ -31,7 +31,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from pnn.core import inputs
 from pnn.core.config import Config, Sample
-from pnn.learn.preprocess import MassPrior, cut_halves, training_weights
+from pnn.learn.preprocess import PointPrior, cut_halves, parameter_matrix, training_weights
 from pnn.stats import metrics
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,11 @@ def training_masses(cfg: Config, train_events: pd.DataFrame,
     from the signal mass points exactly as one training epoch draws them."""
     pre = cfg.preprocessing
     y = train_events["label"].to_numpy()
-    mass = train_events["mass"].to_numpy(np.float64).copy()
+    mass = parameter_matrix(train_events, cfg.parameters).copy()
     w = training_weights(y, mass, train_events["weight"].to_numpy(), balance_signal=pre.balance_signal,
                          drop_negative=pre.drop_negative_weights)
     sig = y == 1
-    prior = MassPrior.from_signal(mass[sig], w[sig])
+    prior = PointPrior.from_signal(mass[sig], w[sig])
     mass[~sig] = prior.draw(rng, int((~sig).sum()))
     return y, mass, w
 
@@ -115,8 +115,8 @@ def mass_leak(cfg: Config, train_events: pd.DataFrame, tolerance: float) -> Chec
     half = cut_halves(train_events["event_number"].to_numpy(), cfg.preprocessing.folds)
     fit, test = half & keep, ~half & keep
     clf = HistGradientBoostingClassifier(max_iter=30, early_stopping=False, random_state=cfg.seed)
-    clf.fit(mass[fit, None], y[fit], sample_weight=w[fit])
-    score = clf.predict_proba(mass[test, None])[:, 1]
+    clf.fit(mass[fit], y[fit], sample_weight=w[fit])
+    score = clf.predict_proba(mass[test])[:, 1]
     auc = metrics.roc(score, y[test], w[test]).auc
     is_sig = y[test] == 1
     sigma = null_auc_error(effective_events(w[test][is_sig]), effective_events(w[test][~is_sig]))

@@ -35,7 +35,7 @@ from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.workers import process_pool
 from pnn.io import toy
-from pnn.learn.preprocess import MassPrior, cut_halves, feature_matrix, folds, mass_mask
+from pnn.learn.preprocess import PointPrior, cut_halves, feature_matrix, folds, mass_mask
 from pnn.learn.train import Variant, split_fold, training_events
 from pnn.show import plots
 from pnn.stats import metrics
@@ -197,7 +197,7 @@ def _bdt_training_set(cfg: Config, events: pd.DataFrame, fold: int,
     w = np.concatenate([p.w for p in parts])
     mass = np.concatenate([p.mass for p in parts])
     sig = y == 1
-    prior = MassPrior.from_signal(mass[sig], w[sig])
+    prior = PointPrior.from_signal(mass[sig], w[sig])
     mass[~sig] = prior.draw(np.random.default_rng([cfg.seed, 19, fold]), int((~sig).sum()))
     return np.column_stack([X, mass]), y, w
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pnn.learn.preprocess import InputScaler, MassPrior, cut_halves, folds, mass_mask, training_weights
+from pnn.learn.preprocess import InputScaler, PointPrior, cut_halves, folds, mass_mask, training_weights
 
 
 def test_folds_follow_event_number_modulo_k() -> None:
@@ -38,7 +38,7 @@ def test_training_weights_can_keep_negative_and_skip_balance() -> None:
 
 
 def test_mass_prior_draws_in_proportion_to_signal_weight() -> None:
-    prior = MassPrior.from_signal(np.array([500.0, 500.0, 1000.0]), np.array([1.0, 1.0, 2.0]))
+    prior = PointPrior.from_signal(np.array([500.0, 500.0, 1000.0]), np.array([1.0, 1.0, 2.0]))
     assert prior.masses.tolist() == [500.0, 1000.0]
     assert prior.probabilities.tolist() == [0.5, 0.5]
     draws = prior.draw(np.random.default_rng(0), 20_000)

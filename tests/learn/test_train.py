@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from pnn.learn import train as pnn_train
-from pnn.learn.preprocess import InputScaler, MassPrior, folds
+from pnn.learn.preprocess import InputScaler, PointPrior, folds
 
 
 def test_off_grid_signal_never_enters_training(toy_events) -> None:
@@ -23,8 +23,8 @@ def test_fold_split_uses_only_other_folds(toy_events) -> None:
     assert 0.15 < len(val) / (len(train) + len(val)) < 0.25
     assert np.all(train.w > 0) and np.all(val.w > 0)
     sig = train.y == 1
-    totals = [train.w[sig & (train.mass == m)].sum() + val.w[(val.y == 1) & (val.mass == m)].sum()
-              for m in (500, 1000, 1500)]
+    totals = [train.w[sig & (train.mass[:, 0] == m)].sum()
+              + val.w[(val.y == 1) & (val.mass[:, 0] == m)].sum() for m in (500, 1000, 1500)]
     assert totals == pytest.approx([totals[0]] * 3, rel=1e-6)
 
 
@@ -34,9 +34,9 @@ def test_background_masses_are_redrawn_every_epoch(toy_events) -> None:
     cfg, events = toy_events
     train, _ = pnn_train.split_fold(cfg, pnn_train.training_events(cfg, events), 0)
     sig = train.y == 1
-    prior = MassPrior.from_signal(train.mass[sig], train.w[sig])
-    scaler = InputScaler.fit(cfg.features, train.X, prior.masses)
-    x = scaler.transform(train.X, np.where(sig, train.mass, 500.0))
+    prior = PointPrior.from_signal(train.mass[sig], train.w[sig])
+    scaler = InputScaler.fit(cfg.features, train.X, prior.points)
+    x = scaler.transform(train.X, np.where(sig[:, None], train.mass, 500.0))
     bkg = np.flatnonzero(~sig)
     net = pnn_model.build_model(x.shape[1], [8], "relu", seed=0)
     pnn_model.compile_model(net, cfg.training)
@@ -47,7 +47,7 @@ def test_background_masses_are_redrawn_every_epoch(toy_events) -> None:
     second = x[bkg, -1]
     assert set(np.round(first, 6)) == {0.0, 0.5, 1.0}  # the scaled trained masses only
     assert 0.5 < np.mean(first != second) < 0.8  # about 2/3 change with three masses
-    assert np.array_equal(x[sig, -1], scaler.scale_mass(train.mass[sig]))
+    assert np.array_equal(x[sig, -1], scaler.scale_mass(train.mass[sig, 0]).astype(np.float32))
 
 
 def test_repeated_event_numbers_within_a_sample_are_reported(toy_events, caplog) -> None:

@@ -9,7 +9,7 @@ import pytest
 from pnn.core.config import load_config
 from pnn.io import ingest
 from pnn.io.ingest import events_identity
-from pnn.learn.preprocess import MassPrior
+from pnn.learn.preprocess import PointPrior
 from pnn.learn.train import training_events
 from pnn.stats import evaluate, report, sanity
 from tests.conftest import echo_models, plant_model, toy_config, write_config
@@ -23,7 +23,7 @@ def test_mass_leak_passes_when_background_masses_follow_the_signal(toy_events) -
 
 def test_mass_leak_fires_for_background_masses_fixed_at_zero(toy_events, monkeypatch) -> None:
     cfg, events = toy_events
-    monkeypatch.setattr(MassPrior, "draw", lambda self, rng, n: np.zeros(n))
+    monkeypatch.setattr(PointPrior, "draw", lambda self, rng, n: np.zeros((n, 1)))
     check = sanity.mass_leak(cfg, training_events(cfg, events), 0.02)
     assert not check.passed and check.value > 0.99
     assert "mass leak" in check.warning
@@ -31,8 +31,8 @@ def test_mass_leak_fires_for_background_masses_fixed_at_zero(toy_events, monkeyp
 
 def test_mass_leak_fires_for_continuous_background_masses(toy_events, monkeypatch) -> None:
     cfg, events = toy_events
-    monkeypatch.setattr(MassPrior, "draw",
-                        lambda self, rng, n: rng.uniform(self.masses.min(), self.masses.max(), n))
+    monkeypatch.setattr(PointPrior, "draw", lambda self, rng, n: rng.uniform(
+        self.masses.min(), self.masses.max(), (n, 1)))
     check = sanity.mass_leak(cfg, training_events(cfg, events), 0.02)
     assert not check.passed and check.value > 0.9
 
