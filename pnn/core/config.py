@@ -437,8 +437,9 @@ class Evaluation(_Strict):
     min_background_events: int = Field(
         20, ge=1, description="raw background MC events the cut must keep"
     )
-    window_branch: str | None = Field(
-        "FourBodyMass", description="variable of the mass-window baseline; null: no such baseline")
+    window_branch: str | dict[str, str] | None = Field(
+        "FourBodyMass", description="variable of the mass-window baseline; with several "
+        "parameters a mapping parameter -> variable (a box); null: no such baseline")
     ks_threshold: float = Field(0.01, gt=0, lt=1, description="warn when a KS p-value is below")
     min_signal_events: int = Field(100, ge=1, description="warn below this many raw signal MC events")
     min_effective_events: float = Field(
@@ -726,6 +727,14 @@ class Config(_Strict):
                                  f"{n}: ..." for n in names) + "}]")
         if ev.masses is not None and ev.points is not None:
             raise ValueError("give evaluation.masses or evaluation.points, not both")
+        wb = ev.window_branch
+        if isinstance(wb, dict) and set(wb) != set(names):
+            raise ValueError(f"evaluation.window_branch gives {sorted(wb)} but the parameters "
+                             f"are {names}: map each parameter to its window variable")
+        if isinstance(wb, str) and not one and "window_branch" in ev.model_fields_set:
+            raise ValueError("evaluation.window_branch: with several parameters map each to its "
+                             "window variable, e.g. {" + ", ".join(f"{n}: ..." for n in names)
+                             + "}")
         for p in ev.points or []:
             if set(p) != set(names):
                 raise ValueError(f"evaluation.points: {p} must give exactly the parameters "

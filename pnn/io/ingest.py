@@ -25,7 +25,7 @@ from pnn.core.atomic import Staging, read_json, sweep, write_json
 from pnn.core.config import Config, Sample
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
-from pnn.io import expressions, ntuple, objects, toy
+from pnn.io import exact, expressions, ntuple, objects
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class SampleSummary:
 class IngestResult:
     path: Path
     events: int
-    toy: bool
+    toy: str | bool  # the generator of an embedded toy, else False
     features: list[str]
     spectators: list[str]
     samples: list[SampleSummary] = field(default_factory=list)
@@ -348,12 +348,15 @@ def shard_parts(plans: list[_Plan], index: int, count: int) -> None:
         plan.parts = mine
 
 
-def _spectators(cfg: Config, files: list[str]) -> tuple[bool, list[str]]:
-    is_toy = all(toy.is_toy_file(f) for f in files)
+def _spectators(cfg: Config, files: list[str]) -> tuple[str | bool, list[str]]:
+    """Whether the files are an embedded toy (its generator's name) and the spectators,
+    with the branches of the toy's exact likelihood ratio added."""
+    generator = exact.common_generator(files) or False
     spectators = list(cfg.spectators)
-    if is_toy:
-        spectators += [b for b in toy.BRANCHES if b not in cfg.features and b not in spectators]
-    return is_toy, spectators
+    if generator:
+        spectators += [b for b in exact.branches(generator)
+                       if b not in cfg.features and b not in spectators]
+    return generator, spectators
 
 
 def _write_table(cfg: Config, handles: dict, plans: list[_Plan], spectators: list[str],

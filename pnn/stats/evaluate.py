@@ -1,7 +1,8 @@
-"""Evaluation at each mass hypothesis: every test background event is set to that mass and
-compared with the test signal of that mass, never pooled over masses.
+"""Evaluation at each mass hypothesis (each signal point, with several parameters): every
+test background event is set to that point and compared with the test signal of that
+point, never pooled over points.
 
-For each mass: weighted ROC AUC, background efficiency at 80 % and 95 % signal efficiency,
+For each point: weighted ROC AUC, background efficiency at 80 % and 95 % signal efficiency,
 Asimov Z and S/sqrt(B) at the best cut (chosen on one half, measured on the other, both
 ways and averaged), the
 same for a mass window and, on the embedded toy, for the exact likelihood ratio; plus the
@@ -22,14 +23,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pnn.core import provenance
+from pnn.core import points, provenance
 from pnn.core.atomic import Staging, sweep, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
-from pnn.io import toy
+from pnn.io import exact
 from pnn.learn.model import FoldModels
-from pnn.learn.preprocess import cut_halves, feature_matrix, folds, mass_mask
+from pnn.learn.preprocess import cut_halves, feature_matrix, folds, parameter_matrix
 from pnn.learn.train import require_model, training_events
 from pnn.show import plots
 from pnn.stats import metrics, sanity
@@ -60,7 +61,7 @@ class MethodMetrics:
 
 @dataclass
 class MassResult:
-    mass: float
+    mass: float | None  # the mass of a one-parameter search; None with several parameters
     trained: bool
     n_signal: int
     n_background: int
@@ -73,10 +74,12 @@ class MassResult:
     z_ratio: float = float("nan")  # Z of the PNN over Z of the optimal classifier (toy)
     z_ratio_err: float = float("nan")
     bootstrap_replicates: int = 0
+    point: dict[str, float] = field(default_factory=dict)  # every parameter by name
 
 
-def mass_dir(run_dir: Path, mass: float) -> Path:
-    return Path(run_dir) / "evaluate" / f"m{mass:g}"
+def mass_dir(run_dir: Path, mass: float | tuple, names: list[str] | None = None) -> Path:
+    """``evaluate/m500`` for a mass, ``evaluate/mX1000_mY300`` for a point."""
+    return Path(run_dir) / "evaluate" / points.label(names or [points.MASS], points.as_point(mass))
 
 
 def index_path(run_dir: Path) -> Path:
@@ -84,26 +87,42 @@ def index_path(run_dir: Path) -> Path:
     return Path(run_dir) / "evaluate" / "index.json"
 
 
-def metrics_path(run_dir: Path, mass: float) -> Path:
-    return mass_dir(run_dir, mass) / "metrics.json"
+def metrics_path(run_dir: Path, mass: float | tuple, names: list[str] | None = None) -> Path:
+    return mass_dir(run_dir, mass, names) / "metrics.json"
 
 
-def evaluable_masses(cfg: Config, events: pd.DataFrame) -> list[float]:
-    """Masses from the config, or every signal mass in the events table."""
-    if cfg.evaluation.masses:
-        return sorted(cfg.evaluation.masses)
-    return sorted(float(m) for m in np.unique(events.loc[events["label"] == 1, "mass"]))
+def evaluable_masses(cfg: Config, events: pd.DataFrame) -> list:
+    """Points from the config, or every signal point in the events table: masses (floats)
+    for one parameter, tuples for several."""
+    found = cfg.evaluation_points()
+    if found is None:
+        found = points.unique(parameter_matrix(events[events["label"] == 1], cfg.parameters))
+    return _public(found)
 
 
-def check_masses(masses: list[float], trained: list[float], allow_extrapolation: bool) -> None:
-    """Refuse mass hypotheses outside the trained range unless extrapolation is allowed."""
-    lo, hi = min(trained), max(trained)
-    outside = [m for m in masses if not lo - 1e-6 <= m <= hi + 1e-6]
-    if outside and not allow_extrapolation:
+def _public(pts: list[tuple[float, ...]]) -> list:
+    """Points as callers know them: a float per mass, a tuple per multi-parameter point."""
+    return sorted(p[0] if len(p) == 1 else tuple(p) for p in pts)
+
+
+def check_masses(masses: list, trained: list, allow_extrapolation: bool,
+                 names: list[str] | None = None) -> None:
+    """Refuse hypotheses outside the trained range (one parameter) or outside the convex
+    hull of the trained points (several) unless extrapolation is allowed."""
+    names = names or [points.MASS]
+    wanted = [points.as_point(m) for m in masses]
+    out = points.outside(wanted, [points.as_point(m) for m in trained])
+    if not out or allow_extrapolation:
+        return
+    if len(names) == 1:
+        lo, hi = min(trained), max(trained)
         raise PnnError(
-            f"mass {outside[0]:g} GeV is outside the trained range {lo:g}-{hi:g} GeV: "
-            "the network was never shown it; pass --allow-extrapolation to evaluate anyway"
-        )
+            f"mass {out[0][0]:g} GeV is outside the trained range {lo:g}-{hi:g} GeV: "
+            "the network was never shown it; pass --allow-extrapolation to evaluate anyway")
+    raise PnnError(
+        f"point {points.describe(names, out[0])} is outside the convex hull of the trained "
+        "points (extrapolation, even inside their bounding box): the network was never shown "
+        "it; pass --allow-extrapolation to evaluate anyway")
 
 
 def method_metrics(score: np.ndarray, label: np.ndarray, weight: np.ndarray, half: np.ndarray,
@@ -160,8 +179,28 @@ class MassScores:
     train_weight: np.ndarray
 
 
+def window_discriminant(values: np.ndarray, point: tuple[float, ...]) -> np.ndarray:
+    """The mass-window baseline: -|x - m| for one parameter (a cut on it is a window around
+    m); with several, -max_i |x_i - theta_i| / theta_i, a box of equal relative half-widths."""
+    v = points.matrix(values)
+    p = np.asarray(point, dtype=np.float64)
+    if len(p) == 1:
+        return -np.abs(v[:, 0] - p[0])
+    return -np.max(np.abs(v - p) / np.abs(p), axis=1)
+
+
+def window_branches(cfg: Config) -> list[str] | None:
+    """The window variable of each parameter, in the order of ``parameters`` (None: off)."""
+    wb = cfg.evaluation.window_branch
+    if wb is None:
+        return None
+    if isinstance(wb, str):
+        return [wb] if len(cfg.parameters) == 1 else None
+    return [wb[n] for n in cfg.parameters]
+
+
 def score_mass(cfg: Config, events: pd.DataFrame, rows: np.ndarray, models: FoldModels,
-               mass: float, toy_samples: bool, window: bool, path: Path,
+               mass: float | tuple, toy_samples: str | bool, window: bool, path: Path,
                chunk: int = CHUNK_EVENTS) -> MassScores:
     """Score the events ``rows`` at ``mass`` in chunks of ``chunk`` events, writing each
     chunk to ``path`` (a row group of ``scores.parquet``) as it is scored, so memory holds a
@@ -198,11 +237,13 @@ def score_mass(cfg: Config, events: pd.DataFrame, rows: np.ndarray, models: Fold
                 "score": disc["pnn"][start:stop],
             }
             if window:
-                values = part[cfg.evaluation.window_branch].to_numpy(np.float64)
-                columns["window"] = values
-                disc["window"][start:stop] = -np.abs(values - mass)
+                branches = window_branches(cfg) or []
+                values = part[branches].to_numpy(np.float64)
+                for i, b in enumerate(branches):
+                    columns["window" if len(branches) == 1 else f"window_{b}"] = values[:, i]
+                disc["window"][start:stop] = window_discriminant(values, points.as_point(mass))
             if toy_samples:
-                disc["optimal"][start:stop] = toy.log_likelihood_ratio(part, mass)
+                disc["optimal"][start:stop] = exact.log_likelihood_ratio(toy_samples, part, mass)
                 columns["llr"] = disc["optimal"][start:stop]
             batch = pa.table(columns)
             if writer is None:
@@ -215,8 +256,8 @@ def score_mass(cfg: Config, events: pd.DataFrame, rows: np.ndarray, models: Fold
     return MassScores(label, weight, half, disc, *cat)
 
 
-def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: float,
-                  toy_samples: bool, inputs: dict[str, str] | None = None,
+def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: float | tuple,
+                  toy_samples: str | bool, inputs: dict[str, str] | None = None,
                   chunk: int | None = None) -> MassResult:
     """All numbers and plots for one mass hypothesis, published together with ``metrics.json``
     (which records the model and events table they came from, ``inputs``).
@@ -226,17 +267,23 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     discriminant, with bootstrap uncertainties.
     """
     ev = cfg.evaluation
-    sig_sel = (events["label"].to_numpy() == 1) & mass_mask(events["mass"].to_numpy(), mass)
+    names = cfg.parameters
+    point = points.as_point(mass)
+    where = points.describe(names, point)
+    sig_sel = (events["label"].to_numpy() == 1) & points.mask(
+        parameter_matrix(events, names), point)
     if not sig_sel.any():
-        raise PnnError(f"no signal events at mass {mass:g} GeV: add a signal sample with that mass")
+        raise PnnError(f"no signal events at {where}: add a signal sample with that "
+                       f"{'mass' if len(names) == 1 else 'point'}")
     rows = np.flatnonzero(sig_sel | (events["label"].to_numpy() == 0))
     del sig_sel
-    window = ev.window_branch is not None and ev.window_branch in events
-    label_dir = mass_dir(cfg.run_dir, mass).name
-    trained = bool(mass_mask(np.asarray(models.trained_masses), mass).any())
-    title = f"m = {mass:g} GeV" + ("" if trained else " (not trained on)")
-    with task_lock(cfg.run_dir, f"evaluate-{label_dir}"), \
-            Staging(mass_dir(cfg.run_dir, mass), "evaluate") as staged:
+    branches = window_branches(cfg)
+    window = branches is not None and all(b in events for b in branches)
+    out_dir = mass_dir(cfg.run_dir, point, names)
+    trained = bool(points.mask(np.asarray(models.trained_points), point).any())
+    title = where + ("" if trained else " (not trained on)")
+    with task_lock(cfg.run_dir, f"evaluate-{out_dir.name}"), \
+            Staging(out_dir, "evaluate") as staged:
         sc = score_mass(cfg, events, rows, models, mass, toy_samples, window,
                         staged.path(SCORES_FILE), chunk or ev.chunk_events)
         del rows
@@ -247,7 +294,7 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
         for name, values in sc.discriminants.items():
             results[name], summaries[name] = method_metrics(
                 values, label, weight, sc.half, ev.min_background_events, ev.background_uncertainty)
-        errors = bootstrap_errors(cfg, mass, summaries, weight)
+        errors = bootstrap_errors(cfg, point, summaries, weight)
         for name, errs in errors.items():
             if name in results:
                 for key, value in errs.items():
@@ -272,14 +319,15 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
             min_background_events=ev.min_background_events)
         n_sig = int(is_sig.sum())
         result = MassResult(
-            mass=mass, trained=trained, n_signal=n_sig, n_background=int((~is_sig).sum()),
+            mass=point[0] if len(point) == 1 else None, trained=trained, n_signal=n_sig,
+            n_background=int((~is_sig).sum()),
             signal_yield=float(weight[is_sig].sum()), background_yield=float(weight[~is_sig].sum()),
             methods=results, ks_signal=ks_sig, ks_background=ks_bkg, warnings=warnings,
             z_ratio=_ratio(results, "z"), z_ratio_err=errors.get("ratio", {}).get("z", float("nan")),
-            bootstrap_replicates=ev.bootstrap_replicates,
+            bootstrap_replicates=ev.bootstrap_replicates, point=points.as_dict(names, point),
         )
         for w in warnings:
-            log.warning("m = %g GeV: %s", mass, w)
+            log.warning("%s: %s", where, w)
         plots.score_distributions(
             {"signal": (sc.train_score[tr_lab == 1], sc.train_weight[tr_lab == 1]),
              "background": (sc.train_score[tr_lab == 0], sc.train_weight[tr_lab == 0])},
@@ -303,16 +351,16 @@ def _ratio(results: dict[str, MethodMetrics], key: str) -> float:
     return float(num / den) if den and np.isfinite(den) else float("nan")
 
 
-def bootstrap_errors(cfg: Config, mass: float, summaries: dict[str, metrics.Summary],
+def bootstrap_errors(cfg: Config, mass: float | tuple, summaries: dict[str, metrics.Summary],
                      weight: np.ndarray) -> dict[str, dict[str, float]]:
     """Bootstrap standard deviations of every method's AUC, Z and background efficiencies,
     and (``"ratio"``) of the PNN's Z over the optimal one, all from the same replicates.
 
-    The seed comes from the config seed and the mass, so a mass evaluated alone or with the
-    others gets the same uncertainties.
+    The seed comes from the config seed and the point, so a point evaluated alone or with
+    the others gets the same uncertainties.
     """
     ev = cfg.evaluation
-    rng = np.random.default_rng([cfg.seed, round(mass * 1000), 23])
+    rng = np.random.default_rng([cfg.seed, *(round(v * 1000) for v in points.as_point(mass)), 23])
     reps = metrics.bootstrap({n: s.bins for n, s in summaries.items()}, weight,
                              ev.min_background_events, ev.bootstrap_replicates, rng)
     out = {n: {k: metrics.spread(v) for k, v in r.items()} for n, r in reps.items()}
@@ -325,9 +373,9 @@ def bootstrap_errors(cfg: Config, mass: float, summaries: dict[str, metrics.Summ
 SCORES_FILE = "scores.parquet"
 
 
-def scores_path(run_dir: Path, mass: float) -> Path:
-    """Per-event test scores at one mass: the hub that templates and limits read."""
-    return mass_dir(run_dir, mass) / SCORES_FILE
+def scores_path(run_dir: Path, mass: float | tuple, names: list[str] | None = None) -> Path:
+    """Per-event test scores at one point: the hub that templates and limits read."""
+    return mass_dir(run_dir, mass, names) / SCORES_FILE
 
 
 def sanity_path(run_dir: Path) -> Path:
@@ -336,7 +384,7 @@ def sanity_path(run_dir: Path) -> Path:
 
 def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sanity.Check]:
     """Run-level sanity checks (mass leak, ignored mass); written to ``sanity.json``."""
-    narrow = events[["event_number", "sample", "label", "mass", "weight"]]  # not the features
+    narrow = events[["event_number", "sample", "label", *cfg.parameters, "weight"]]  # no features
     checks = [sanity.mass_leak(cfg, training_events(cfg, narrow), cfg.evaluation.mass_leak_tolerance)]
     del narrow
     rng = np.random.default_rng([cfg.seed, 17])
@@ -345,7 +393,7 @@ def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sa
     X = feature_matrix(sample, models.features)
     evno = sample["event_number"].to_numpy()
     checks.append(sanity.mass_sensitivity(
-        {m: models.score(X, m, evno)[0] for m in models.trained_masses}))
+        {p: models.score(X, p, evno)[0] for p in models.trained_points}))
     checks.append(sanity.shared_events(cfg, events))
     checks.append(sanity.convergence(models.metadata.get("fold_results", []),
                                      int(models.metadata.get("training", {}).get("epochs", 0)),
@@ -357,13 +405,14 @@ def run_checks(cfg: Config, events: pd.DataFrame, models: FoldModels) -> list[sa
     return checks
 
 
-def check_yields(cfg: Config, events: pd.DataFrame, masses: list[float]) -> None:
+def check_yields(cfg: Config, events: pd.DataFrame, masses: list) -> None:
     """Refuse all-zero or negative total weights: every figure of merit would be meaningless."""
     label = events["label"].to_numpy()
     weight = events["weight"].to_numpy(np.float64)
+    theta = parameter_matrix(events, cfg.parameters)
     parts = [("background", label == 0)]
-    parts += [(f"signal at {m:g} GeV", (label == 1) & mass_mask(events["mass"].to_numpy(), m))
-              for m in masses]
+    parts += [(f"signal at {points.describe(cfg.parameters, points.as_point(m))}",
+               (label == 1) & points.mask(theta, m)) for m in masses]
     for name, sel in parts:
         total = float(weight[sel].sum())
         if sel.any() and not total > 0:
@@ -374,9 +423,11 @@ def check_yields(cfg: Config, events: pd.DataFrame, masses: list[float]) -> None
 def _window_branch(cfg: Config, events: pd.DataFrame) -> None:
     """An explicit ``window_branch`` must exist; the default one may be absent (then the
     window baseline is skipped, with a warning); ``null`` turns it off."""
-    branch = cfg.evaluation.window_branch
-    if branch is None or branch in events:
+    branches = window_branches(cfg)
+    missing = [b for b in branches or [] if b not in events]
+    if not missing:
         return
+    branch = missing[0]
     if "window_branch" in cfg.evaluation.model_fields_set:
         raise PnnError(f"{cfg.source}: key 'evaluation.window_branch': '{branch}' is not a column "
                        "of the events table: add it to spectators and rerun ingest, or set it "
@@ -388,9 +439,9 @@ def _window_branch(cfg: Config, events: pd.DataFrame) -> None:
 def event_columns(cfg: Config) -> list[str]:
     """The columns of the events table that evaluation reads (features, window variable and
     the toy's likelihood-ratio inputs when present): the rest stays on disk."""
-    cols = ["event_number", "sample", "label", "mass", "weight", *cfg.features, *toy.BRANCHES]
-    if cfg.evaluation.window_branch is not None:
-        cols.append(cfg.evaluation.window_branch)
+    cols = ["event_number", "sample", "label", *cfg.parameters, "weight", *cfg.features,
+            *exact.branches("pnn.io.toy"), *exact.branches("pnn.io.toy2d")]
+    cols += window_branches(cfg) or []
     return list(dict.fromkeys(cols))
 
 
@@ -411,20 +462,23 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     default_set = not masses
     masses = sorted(masses) if masses else evaluable_masses(cfg, events)
     allow = cfg.evaluation.allow_extrapolation if allow_extrapolation is None else allow_extrapolation
-    check_masses(masses, models.trained_masses, allow)
+    check_masses(masses, models.trained_points, allow, cfg.parameters)
     check_yields(cfg, events, masses)
     sweep(cfg.run_dir / "evaluate")
     run_checks(cfg, events, models)
     inputs = {"model": model_id, "events": events_id}
     out = []
+    names = cfg.parameters
     for i, m in enumerate(masses, 1):
-        log.info("evaluating mass %g GeV (%d/%d)", m, i, len(masses))
-        out.append(evaluate_mass(cfg, events, models, m, bool(meta.get("toy")), inputs))
+        log.info("evaluating %s (%d/%d)", points.describe(names, points.as_point(m)), i,
+                 len(masses))
+        out.append(evaluate_mass(cfg, events, models, m, meta.get("toy") or False, inputs))
         release_memory()
     if default_set:
         write_json(index_path(cfg.run_dir), {
-            "masses": masses,
-            "metrics": [str(metrics_path(cfg.run_dir, m).relative_to(cfg.run_dir)) for m in masses],
+            "masses": [m if len(names) == 1 else list(m) for m in masses],
+            "metrics": [str(metrics_path(cfg.run_dir, m, names).relative_to(cfg.run_dir))
+                        for m in masses],
             provenance.KEY: provenance.record(cfg, "evaluate", inputs),
         })
     return out
