@@ -181,16 +181,36 @@ def do_inspect(cfg: Config) -> None:
     click.echo(f"wrote {len(res.plots)} input plots to {res.directory}{top}")
 
 
+def hypotheses(cfg: Config, masses: tuple[float, ...] = (), point_texts: tuple[str, ...] = ()
+               ) -> list:
+    """The points asked for on the command line: masses (``--mass``) for a lone mass,
+    tuples (``--point mX=1000,mY=300``) for several parameters."""
+    from pnn.core import points
+
+    names = cfg.parameters
+    if masses and len(names) > 1:
+        raise PnnError(f"--mass is for a lone mass; the parameters are {', '.join(names)}: "
+                       "use --point " + ",".join(f"{n}=..." for n in names))
+    parsed = [points.parse(t, names) for t in point_texts]
+    if len(names) == 1:
+        return sorted({*masses, *(p[0] for p in parsed)})
+    return sorted(set(parsed))
+
+
 def do_evaluate(cfg: Config, masses: tuple[float, ...] = (),
-                allow_extrapolation: bool | None = None) -> None:
+                allow_extrapolation: bool | None = None, point_texts: tuple[str, ...] = ()
+                ) -> None:
+    from pnn.core import points
     from pnn.io import ingest
     from pnn.stats import evaluate
 
+    wanted = hypotheses(cfg, masses, point_texts)
     events, meta = ingest.load_events(cfg, columns=evaluate.event_columns(cfg))
-    results = evaluate.evaluate(cfg, events, meta, list(masses) or None, allow_extrapolation)
+    results = evaluate.evaluate(cfg, events, meta, wanted or None, allow_extrapolation)
     for r in results:
         p = r.methods["pnn"]
-        click.echo(f"m = {r.mass:g} GeV: AUC {p.auc:.4f}, Z {p.z:.3f}")
+        where = points.describe(cfg.parameters, tuple(r.point[n] for n in cfg.parameters))
+        click.echo(f"{where}: AUC {p.auc:.4f}, Z {p.z:.3f}")
 
 
 def do_report(cfg: Config) -> None:
@@ -287,13 +307,16 @@ def inspect_inputs(config: str, output_dir: str | None) -> None:
 @output_opt
 @click.option("--mass", "masses", type=float, multiple=True,
               help="Evaluate only this mass in GeV (repeatable). Default: every signal mass.")
+@click.option("--point", "point_texts", multiple=True,
+              help="Evaluate only this point, e.g. mX=1000,mY=300 (repeatable; several "
+                   "parameters). Default: every signal point.")
 @click.option("--allow-extrapolation", is_flag=True, default=None,
-              help="Allow masses outside the trained range.")
+              help="Allow masses outside the trained range (points outside the trained hull).")
 @_stage
 def evaluate(config: str, output_dir: str | None, masses: tuple[float, ...],
-             allow_extrapolation: bool | None) -> None:
-    """Per-mass AUC, background efficiencies, Z, plots and metrics.json."""
-    do_evaluate(_load(config, output_dir), masses, allow_extrapolation)
+             point_texts: tuple[str, ...], allow_extrapolation: bool | None) -> None:
+    """Per-mass (per-point) AUC, background efficiencies, Z, plots and metrics.json."""
+    do_evaluate(_load(config, output_dir), masses, allow_extrapolation, point_texts)
 
 
 @main.command()

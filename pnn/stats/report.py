@@ -7,9 +7,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from pnn.core import provenance
+from pnn.core import points, provenance
 from pnn.core.atomic import Staging, atomic_path, read_json, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
@@ -34,10 +35,23 @@ class Report:
     paths: dict[str, Path]
 
 
-def _row(m: dict) -> dict:
+def _point_of(m: dict, names: list[str]) -> tuple[float, ...]:
+    """The point of one metrics record (``mass`` alone, or every parameter)."""
+    if names == [points.MASS]:
+        return (float(m["mass"]),)
+    return tuple(float(m.get("point", {}).get(n, float("nan"))) for n in names)
+
+
+def columns(names: list[str]) -> list[str]:
+    """The summary's columns: one per parameter ('mass' alone), then the figures of merit."""
+    return [*names, *COLUMNS[1:]]
+
+
+def _row(m: dict, names: list[str] | None = None) -> dict:
     methods = m["methods"]
     nan = float("nan")
-    row = {"mass": m["mass"], "trained": bool(m["trained"])}
+    names = names or [points.MASS]
+    row = {**points.as_dict(names, _point_of(m, names)), "trained": bool(m["trained"])}
     for method, suffix in (("pnn", ""), ("optimal", "_optimal"), ("window", "_window")):
         got = methods.get(method, {})
         for key in ("auc", "z"):
@@ -57,10 +71,13 @@ def evaluated(cfg: Config) -> list[tuple[Path, dict]]:
     """Every per-mass ``metrics.json`` (restricted to ``evaluation.masses`` when set), each
     checked to come from the current model and evaluation settings."""
     base = cfg.run_dir / "evaluate"
-    pairs = [(p, read_json(p, cfg.command("evaluate"))) for p in sorted(base.glob("m*/metrics.json"))]
-    if cfg.evaluation.masses:
-        wanted = set(cfg.evaluation.masses)
-        pairs = [(p, m) for p, m in pairs if m.get("mass") in wanted]
+    names = cfg.parameters
+    pairs = [(p, read_json(p, cfg.command("evaluate"))) for p in sorted(base.glob("*/metrics.json"))
+             if points.from_label(p.parent.name, names) is not None]
+    wanted = cfg.evaluation_points()
+    if wanted:
+        pairs = [(p, m) for p, m in pairs
+                 if any(points.mask(np.array([_point_of(m, names)]), w)[0] for w in wanted)]
     evaluate.require_metrics(cfg, pairs)
     return pairs
 
@@ -71,21 +88,24 @@ def collect(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     found = [m for _, m in evaluated(cfg)]
     if not found:
         raise PnnError(f"no evaluated mass under '{base}': run 'pnn evaluate' first")
-    found.sort(key=lambda m: m["mass"])
+    names = cfg.parameters
+    found.sort(key=lambda m: _point_of(m, names))
     checks_file = base / "sanity.json"
     checks = read_json(checks_file, cfg.command("evaluate")) if checks_file.is_file() else []
     warnings = [c["warning"] for c in checks if c["warning"]]
-    warnings += [f"m = {m['mass']:g} GeV: {w}" for m in found for w in m.get("warnings", [])]
-    table = pd.DataFrame([_row(m) for m in found], columns=COLUMNS)
+    warnings += [f"{points.describe(names, _point_of(m, names))}: {w}" for m in found
+                 for w in m.get("warnings", [])]
+    table = pd.DataFrame([_row(m, names) for m in found], columns=columns(names))
     from pnn.stats.limits import summary_columns  # pyhf and hist only when limits are read
 
     limit_cols = summary_columns(cfg) if (cfg.run_dir / "limits" / "limits.json").is_file() else {}
+    keys = [p[0] if len(p) == 1 else p for p in table[names].itertuples(index=False, name=None)]
     if limit_cols:
         for name in ("limit_pnn", "limit_window", "limit_optimal"):
-            values = [limit_cols.get(m, {}).get(name, float("nan")) for m in table["mass"]]
+            values = [limit_cols.get(k, {}).get(name, float("nan")) for k in keys]
             if not all(math.isnan(v) for v in values):
                 table[name] = values
-    same = sanity.identical_auc(dict(zip(table["mass"], table["auc"], strict=True)))
+    same = sanity.identical_auc(dict(zip(keys, table["auc"], strict=True)))
     if same.warning:
         warnings.insert(0, same.warning)
     return table, warnings
@@ -118,6 +138,12 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
+def _where(table: pd.DataFrame, i: int) -> str:
+    """The point of row ``i`` in words (the parameters are the columns before 'trained')."""
+    names = list(table.columns[:list(table.columns).index("trained")])
+    return points.describe(names, tuple(float(table[n][i]) for n in names)).replace("m = ", "")
+
+
 def comparison(table: pd.DataFrame) -> list[str]:
     """One-line comparisons of the PNN with the optimum and the mass window, from the numbers."""
     lines = []
@@ -126,13 +152,13 @@ def comparison(table: pd.DataFrame) -> list[str]:
         ratio = table["z"] / table["z_optimal"]
         i, j = gap.idxmax(), ratio.idxmin()
         lines.append(
-            f"PNN vs optimal: largest AUC gap {gap[i]:.4f} at {table['mass'][i]:g} GeV, "
-            f"smallest Z ratio {ratio[j]:.3f} at {table['mass'][j]:g} GeV"
+            f"PNN vs optimal: largest AUC gap {gap[i]:.4f} at {_where(table, i)}, "
+            f"smallest Z ratio {ratio[j]:.3f} at {_where(table, j)}"
         )
     if table["z_window"].notna().any():
         ratio = table["z"] / table["z_window"]
         j = ratio.idxmin()
-        lines.append(f"PNN vs mass window: smallest Z ratio {ratio[j]:.3f} at {table['mass'][j]:g} GeV")
+        lines.append(f"PNN vs mass window: smallest Z ratio {ratio[j]:.3f} at {_where(table, j)}")
     return lines
 
 
@@ -186,7 +212,7 @@ def stage_states(cfg: Config) -> list[StageState]:
          lambda: events_identity(cfg)),
         ("train", (run / "model" / "metadata.json").exists(), lambda: require_model(cfg)),
         ("inspect", (run / "inputs" / "inputs.json").exists(), lambda: _require_inputs(cfg)),
-        ("evaluate", any((run / "evaluate").glob("m*/metrics.json")), lambda: evaluated(cfg)),
+        ("evaluate", any((run / "evaluate").glob("*/metrics.json")), lambda: evaluated(cfg)),
         ("report", (run / "summary.json").exists(), lambda: _require_summary(cfg)),
     ]
     out = []
