@@ -85,15 +85,17 @@ $(EVALUATED): $(MODEL) $(EVENTS) $(CONFIG)
 # this pattern chain, so make would delete it as an intermediate file afterwards (and report
 # would then miss that mass): .PRECIOUS keeps every per-mass output. (.SECONDARY takes no
 # patterns and .NOTINTERMEDIATE needs make 4.4.)
+# With several parameters, one point by its folder name: make evaluate-point-mX1000_mY300.
 evaluate-%: $(RUN)/evaluate/m%/metrics.json ;
-.PRECIOUS: $(RUN)/evaluate/m%/metrics.json $(RUN)/limits/m%/limits.json
+evaluate-point-%: $(RUN)/evaluate/%/metrics.json ;
+.PRECIOUS: $(RUN)/evaluate/%/metrics.json $(RUN)/limits/%/limits.json
 
-$(RUN)/evaluate/m%/metrics.json: $(MODEL) $(EVENTS) $(CONFIG)
-	$(PNN) evaluate $(CONFIG) --mass $*
+$(RUN)/evaluate/%/metrics.json: $(MODEL) $(EVENTS) $(CONFIG)
+	$(PNN) evaluate $(CONFIG) --point $*
 
 # summary.json and report.html: everything the page shows (inputs, model, per-mass outputs,
 # limits when they exist)
-$(SUMMARY): $(EVALUATED) $(INSPECTED) $(MODEL) $(CONFIG) $(wildcard $(RUN)/evaluate/m*/metrics.json) \
+$(SUMMARY): $(EVALUATED) $(INSPECTED) $(MODEL) $(CONFIG) $(wildcard $(RUN)/evaluate/*/metrics.json) \
 		$(wildcard $(RUN)/evaluate/sanity.json) $(wildcard $(LIMITS))
 	$(PNN) report $(CONFIG)
 
@@ -103,9 +105,10 @@ $(LIMITS): $(EVALUATED) $(CONFIG)
 
 # One mass alone, e.g. make limits-750 (collect afterwards with make limits)
 limits-%: $(RUN)/limits/m%/limits.json ;
+limits-point-%: $(RUN)/limits/%/limits.json ;
 
-$(RUN)/limits/m%/limits.json: $(RUN)/evaluate/m%/metrics.json $(CONFIG)
-	$(PNN) limits $(CONFIG) --mass $*
+$(RUN)/limits/%/limits.json: $(RUN)/evaluate/%/metrics.json $(CONFIG)
+	$(PNN) limits $(CONFIG) --point $*
 
 # The validation study: baselines, hold-outs, detuning, importance (see README).
 $(STUDY): $(MODEL) $(EVENTS) $(CONFIG)

@@ -35,12 +35,12 @@ def test_make_pipeline_is_incremental(tmp_path: Path) -> None:
 
     before = (run / "evaluate" / "m1000" / "metrics.json").stat().st_mtime
     out = make("evaluate-1000").stdout
-    assert "--mass 1000" not in out  # already evaluated: nothing to do
+    assert "--point" not in out  # already evaluated: nothing to do
     time.sleep(1.1)
     os.utime(cfg)  # an edited config
     plan = make("-n", "report").stdout
     assert all(verb in plan for verb in ("generate", "ingest", "train", "inspect", "evaluate", "report"))
-    assert make("-n", "evaluate-1000").stdout.count("--mass 1000") == 1
+    assert make("-n", "evaluate-1000").stdout.count("--point m1000") == 1
     assert (run / "evaluate" / "m1000" / "metrics.json").stat().st_mtime == before
 
 

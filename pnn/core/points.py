@@ -92,7 +92,11 @@ def as_dict(names: Sequence[str], point: Point) -> dict[str, float]:
 
 def parse(text: str, names: Sequence[str]) -> Point:
     """A point from the command line: ``500`` (one parameter), ``1000,300`` in the order of
-    the parameters, or ``mX=1000,mY=300`` by name."""
+    the parameters, ``mX=1000,mY=300`` by name, or its folder name (``m500``,
+    ``mX1000_mY300``, as make targets give it)."""
+    named = from_label(str(text).strip(), names)
+    if named is not None and all(np.isfinite(named)):
+        return named
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     example = ",".join(f"{n}=..." for n in names)
     if len(parts) != len(names):
