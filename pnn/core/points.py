@@ -86,6 +86,13 @@ def describe(names: Sequence[str], point: Point, unit: str = "GeV") -> str:
     return ", ".join(f"{n} = {v:g}" for n, v in zip(names, point, strict=True)) + f" {unit}"
 
 
+def phrase(names: Sequence[str], point: Point, unit: str = "GeV") -> str:
+    """For messages: ``mass 500 GeV`` or ``point mX = 1000, mY = 300 GeV``."""
+    if len(names) == 1:
+        return f"{names[0]} {point[0]:g} {unit}"
+    return "point " + describe(names, point, unit)
+
+
 def as_dict(names: Sequence[str], point: Point) -> dict[str, float]:
     return {n: float(v) for n, v in zip(names, point, strict=True)}
 

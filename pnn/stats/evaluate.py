@@ -273,7 +273,7 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     sig_sel = (events["label"].to_numpy() == 1) & points.mask(
         parameter_matrix(events, names), point)
     if not sig_sel.any():
-        raise PnnError(f"no signal events at {where}: add a signal sample with that "
+        raise PnnError(f"no signal events at {points.phrase(names, point)}: add a signal sample with that "
                        f"{'mass' if len(names) == 1 else 'point'}")
     rows = np.flatnonzero(sig_sel | (events["label"].to_numpy() == 0))
     del sig_sel
