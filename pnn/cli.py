@@ -126,6 +126,17 @@ def do_generate(cfg: Config, objects: bool = False) -> None:
     gen = cfg.generate
     if gen is None:
         raise PnnError("the config has no 'generate' section: add one to make toy ntuples")
+    if gen.toy == "xyh":
+        from pnn.io import toy2d
+
+        grid = [tuple(p) for p in gen.points] if gen.points else toy2d.default_grid()
+        off = ([tuple(p) for p in gen.offgrid_points] if gen.offgrid_points is not None
+               else toy2d.default_offgrid())
+        paths = toy2d.write(gen.output, [*grid, *off], gen.signal_events, gen.background_events,
+                            gen.luminosity, cfg.seed)
+        click.echo(f"wrote {paths['signal']} ({len(grid)} grid and {len(off)} off-grid points) "
+                   f"and {paths['background']}")
+        return
     paths = toy.write(gen.output, gen.masses + gen.offgrid_masses, gen.signal_events,
                       gen.background_events, gen.luminosity, cfg.seed, objects or gen.objects,
                       systematics=gen.systematics, jes=gen.jes, data=gen.data,
@@ -176,7 +187,8 @@ def do_inspect(cfg: Config) -> None:
 
     res = inspect.inspect(cfg)
     best = res.separation.sort_values("separation", ascending=False).head(1)
-    top = "".join(f", best separation {r.separation:.3f} ({r.feature} at {r.mass:g} GeV)"
+    top = "".join(f", best separation {r.separation:.3f} ({r.feature} at "
+                  f"{r.mass if isinstance(r.mass, str) else f'{r.mass:g} GeV'})"
                   for r in best.itertuples())
     click.echo(f"wrote {len(res.plots)} input plots to {res.directory}{top}")
 

@@ -780,7 +780,7 @@ def feature_distribution(
         cmap = plt.get_cmap("viridis")
         for i, (mass, (counts, _)) in enumerate(sorted(signals.items())):
             ax.stairs(counts, edges, color=cmap(i / max(len(signals) - 1, 1)), lw=2,
-                      label=f"signal {mass:g} GeV")
+                      label=f"signal {_point_text(mass)}")
         if data is not None:
             shown = np.ones(n, bool) if shown is None else np.asarray(shown, bool)
             centres = 0.5 * (edges[1:] + edges[:-1])
@@ -838,10 +838,20 @@ def separation_map(table: pd.DataFrame, path: Path, *, style: Style | None = Non
             for j in range(values.shape[1]):
                 ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize="xx-small",
                         color="white" if values[i, j] < 0.6 * np.nanmax(values) else "black")
-        ax.set_xticks(range(values.shape[1]), [f"{m:g}" for m in wide.columns], fontsize="x-small")
+        ax.set_xticks(range(values.shape[1]), [_point_text(m, unit="") for m in wide.columns],
+                      fontsize="x-small", rotation=0 if _numeric(wide.columns) else 90)
         ax.set_yticks(range(values.shape[0]), list(wide.index), fontsize="x-small")
         ax.minorticks_off()
-        ax.set_xlabel("signal mass [GeV]")
+        ax.set_xlabel("signal mass [GeV]" if _numeric(wide.columns) else "signal point")
         fig.colorbar(image, ax=ax, label=r"separation $\langle S^2 \rangle$")
         experiment_label(ax, style)
         _save(fig, path, style)
+
+
+def _point_text(key: float | str, unit: str = " GeV") -> str:
+    """A signal hypothesis in a legend or tick: a mass (``1000 GeV``) or a point's name."""
+    return str(key) if isinstance(key, str) else f"{key:g}{unit}"
+
+
+def _numeric(keys) -> bool:
+    return all(not isinstance(k, str) for k in keys)

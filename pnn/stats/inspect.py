@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pnn.core import provenance
+from pnn.core import points, provenance
 from pnn.core.atomic import Staging, read_json, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
 from pnn.io import ingest
 from pnn.learn.model import model_dir
-from pnn.learn.preprocess import InputScaler, mass_mask
+from pnn.learn.preprocess import InputScaler, parameter_matrix
 from pnn.learn.train import require_model
 from pnn.show import plots
 from pnn.show.style import Style
@@ -95,14 +95,31 @@ def weighted_correlation(X: np.ndarray, w: np.ndarray) -> np.ndarray:
         return cov / np.outer(sd, sd)
 
 
-def _masses(events: pd.DataFrame) -> list[float]:
+OVERLAID = 6  # signal points drawn over the backgrounds when there are several parameters
+
+
+def _masses(events: pd.DataFrame, names: list[str]) -> dict[float | str, np.ndarray]:
+    """Every signal hypothesis and its events: masses as numbers, points with several
+    parameters by their folder name (``mX1000_mY300``)."""
     sig = events["label"].to_numpy() == 1
-    return sorted(float(m) for m in np.unique(events.loc[sig, "mass"]))
+    theta = parameter_matrix(events, names)
+    found = points.unique(theta[sig])
+    return {(p[0] if len(p) == 1 else points.label(names, p)): sig & points.mask(theta, p)
+            for p in found}
+
+
+def _overlaid(masses: dict) -> dict:
+    """At most :data:`OVERLAID` hypotheses, evenly spread, for the distribution plots."""
+    if len(masses) <= OVERLAID:
+        return masses
+    keys = list(masses)
+    pick = np.unique(np.linspace(0, len(keys) - 1, OVERLAID).round().astype(int))
+    return {keys[i]: masses[keys[i]] for i in pick}
 
 
 def separation_table(events: pd.DataFrame, features: list[str],
-                     edges: dict[str, np.ndarray], masses: list[float]) -> pd.DataFrame:
-    """<S^2> of every feature at every mass: the signal of that mass against all background."""
+                     edges: dict[str, np.ndarray], masses: dict) -> pd.DataFrame:
+    """<S^2> of every feature at every mass (point): its signal against all background."""
     label = events["label"].to_numpy()
     w = events["weight"].to_numpy(np.float64)
     bkg = label == 0
@@ -110,8 +127,7 @@ def separation_table(events: pd.DataFrame, features: list[str],
     for feat in features:
         x = events[feat].to_numpy(np.float64)
         b, _ = plots.weighted_histogram(x[bkg], w[bkg], edges[feat])
-        for m in masses:
-            sel = (label == 1) & mass_mask(events["mass"].to_numpy(), m)
+        for m, sel in masses.items():
             s, _ = plots.weighted_histogram(x[sel], w[sel], edges[feat])
             rows.append({"feature": feat, "mass": m, "separation": separation(s, b)})
     return pd.DataFrame(rows, columns=["feature", "mass", "separation"])
@@ -142,7 +158,7 @@ def _scaler(cfg: Config, events_id: str) -> tuple[InputScaler | None, str]:
                             f"rerun '{cfg.command('train')}'"), model_id
 
 
-def _histograms(events: pd.DataFrame, x: np.ndarray, edges: np.ndarray, masses: list[float]):
+def _histograms(events: pd.DataFrame, x: np.ndarray, edges: np.ndarray, masses: dict):
     label = events["label"].to_numpy()
     w = events["weight"].to_numpy(np.float64)
     sample = events["sample"].astype(str).to_numpy()
@@ -151,8 +167,7 @@ def _histograms(events: pd.DataFrame, x: np.ndarray, edges: np.ndarray, masses: 
         sel = (label == 0) & (sample == name)
         backgrounds[str(name)] = plots.weighted_histogram(x[sel], w[sel], edges)
     signals = {}
-    for m in masses:
-        sel = (label == 1) & mass_mask(events["mass"].to_numpy(), m)
+    for m, sel in masses.items():
         signals[m] = plots.weighted_histogram(x[sel], w[sel], edges)
     return backgrounds, signals
 
@@ -180,7 +195,8 @@ def inspect(cfg: Config, style: Style | None = None) -> Inspection:
     missing = [f for f in features if f not in events]
     if missing:
         raise PnnError(f"events table lacks feature {missing[0]!r}: rerun '{cfg.command('ingest')}'")
-    masses = _masses(events)
+    masses = _masses(events, cfg.parameters)
+    shown_masses = _overlaid(masses)
     label = events["label"].to_numpy()
     simulated = {f: events[f].to_numpy(np.float64) for f in features}
     edges = {f: edges_of(x) for f, x in simulated.items()}
@@ -189,7 +205,7 @@ def inspect(cfg: Config, style: Style | None = None) -> Inspection:
     drawn: list[str] = []
     with task_lock(cfg.run_dir, "inspect"), Staging(out, "inspect") as staged:
         for feat in features:
-            backgrounds, signals = _histograms(events, simulated[feat], edges[feat], masses)
+            backgrounds, signals = _histograms(events, simulated[feat], edges[feat], shown_masses)
             counts = shown = None
             if data is not None:
                 counts, _ = plots.weighted_histogram(data[feat].to_numpy(np.float64),
@@ -203,7 +219,7 @@ def inspect(cfg: Config, style: Style | None = None) -> Inspection:
                 i = scaler.features.index(feat)
                 scaled = (simulated[feat] - scaler.center[i]) / scaler.scale[i]
                 s_edges = (edges[feat] - scaler.center[i]) / scaler.scale[i]
-                backgrounds, signals = _histograms(events, scaled, s_edges, masses)
+                backgrounds, signals = _histograms(events, scaled, s_edges, shown_masses)
                 name = f"{feat}_scaled.png"
                 plots.feature_distribution(s_edges, backgrounds, signals, staged.path(name),
                                            xlabel=f"{feat} (scaled as the network sees it)",
@@ -227,7 +243,7 @@ def inspect(cfg: Config, style: Style | None = None) -> Inspection:
         if data_id is not None:
             inputs["data"] = data_id
         write_json(staged.path(MANIFEST), {
-            "features": features, "masses": masses, "plots": drawn,
+            "features": features, "masses": list(masses), "plots": drawn,
             "edges": {f: e.tolist() for f, e in edges.items()},
             "correlation": {k: np.round(v, 6).tolist() for k, v in corr.items()},
             "separation": table.to_dict(orient="records"),

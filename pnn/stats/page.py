@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 import pnn
-from pnn.core import provenance
+from pnn.core import points, provenance
 from pnn.core.atomic import write_text
 from pnn.core.config import Config
 from pnn.show import page
@@ -41,25 +41,40 @@ def _figure(path: Path, caption: str) -> dict[str, str] | None:
     return {"src": page.data_uri(path), "caption": caption} if path.is_file() else None
 
 
-def _rows(table: pd.DataFrame) -> tuple[list[str], list[dict]]:
+def _point(rec: dict, names: list[str]) -> tuple[float, ...]:
+    return tuple(float(rec[n]) for n in names)
+
+
+def _heading(names: list[str], point: tuple[float, ...]) -> str:
+    """The text a mass (``1000``) or a point (``mX = 1000, mY = 300``) is shown with."""
+    if len(names) == 1:
+        return f"{point[0]:g}"
+    return points.describe(names, point).removesuffix(" GeV")
+
+
+def _rows(table: pd.DataFrame, names: list[str] | None = None) -> tuple[list[str], list[dict]]:
     """Column names without the ``_err`` ones, and every row's cells as ``x ± err``."""
+    names = names or [points.MASS]
     columns = [c for c in table.columns if not (c.endswith(ERR) and c[:-len(ERR)] in table)]
     rows = []
     for rec in table.astype(object).to_dict(orient="records"):
         cells = [page.number(rec[c], rec.get(c + ERR)) for c in columns]
-        rows.append({"mass": page.number(rec["mass"]), "trained": bool(rec["trained"]),
-                     "cells": cells})
+        point = _point(rec, names)
+        rows.append({"mass": _heading(names, point) if len(names) == 1 else points.label(names, point),
+                     "trained": bool(rec["trained"]), "cells": cells})
     return columns, rows
 
 
 def _masses(cfg: Config, table: pd.DataFrame) -> list[dict]:
+    names = cfg.parameters
     out = []
     for rec in table.to_dict(orient="records"):
-        label = f"m{rec['mass']:g}"
+        point = _point(rec, names)
+        label = points.label(names, point)
         m = _read(cfg.run_dir / "evaluate" / label / "metrics.json") or {}
         figures = [_figure(cfg.run_dir / stage / label / name, caption)
                    for stage, name, caption in MASS_PLOTS]
-        out.append({"mass": f"{rec['mass']:g}", "trained": bool(rec["trained"]),
+        out.append({"mass": _heading(names, point), "id": label, "trained": bool(rec["trained"]),
                     "warnings": m.get("warnings", []), "figures": [f for f in figures if f]})
     return out
 
@@ -81,7 +96,8 @@ def _inputs(cfg: Config) -> dict | None:
                          f"{manifest.get('blind_fraction', 0):.0%} of the expected events"}
     figures = [_figure(folder / name, name.removesuffix(".png").replace("_", " "))
                for name in manifest.get("plots", [])]
-    return {"masses": [f"{m:g}" for m in masses], "separation": separation,
+    return {"masses": [m if isinstance(m, str) else f"{m:g}" for m in masses],
+            "separation": separation,
             "data": data.get(manifest.get("data"), manifest.get("data")),
             "figures": [f for f in figures if f]}
 
@@ -144,10 +160,12 @@ def context(cfg: Config, table: pd.DataFrame, warnings: list[str], comparison: l
             summary_plot: Path, states: list, record: dict) -> dict[str, Any]:
     """Everything the page shows. ``states`` are the stage states of ``pnn status``,
     ``record`` the provenance of the report being written."""
-    columns, rows = _rows(table)
+    columns, rows = _rows(table, cfg.parameters)
     limits = cfg.run_dir / "limits"
     brazil = [_figure(limits / "brazil.png", "expected 95% CL limits on the signal strength"),
               _figure(limits / "brazil_fb.png", "expected 95% CL limits on the cross section")]
+    heatmaps = [_figure(p, p.stem.replace("_", " ")) for p in
+                sorted(cfg.run_dir.glob("heatmap_*.png")) + sorted(cfg.run_dir.glob("slices_*.png"))]
     folds, training = _training(cfg)
     source = Path(cfg.source)
     return {
@@ -157,6 +175,7 @@ def context(cfg: Config, table: pd.DataFrame, warnings: list[str], comparison: l
         "columns": columns, "rows": rows, "comparison": comparison, "warnings": warnings,
         "summary_plot": page.data_uri(summary_plot) if Path(summary_plot).is_file() else None,
         "brazil": [b for b in brazil if b], "masses": _masses(cfg, table),
+        "heatmaps": [h for h in heatmaps if h], "parameters": cfg.parameters,
         "inputs": _inputs(cfg), "inspect_command": cfg.command("inspect"),
         "checks": _checks(cfg), "folds": folds, "training": training,
         "stages": _stages(cfg, states, record),
