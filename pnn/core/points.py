@@ -48,9 +48,11 @@ def unique(values: np.ndarray) -> list[Point]:
     """The distinct finite points among the rows of ``values``, sorted."""
     arr = matrix(values)
     arr = arr[np.all(np.isfinite(arr), axis=1)]
-    if len(arr) == 0:
-        return []
-    return [tuple(float(v) for v in row) for row in np.unique(arr, axis=0)]
+    kept: list[np.ndarray] = []
+    for row in np.unique(arr, axis=0):  # sorted; values within TOLERANCE are one point
+        if not any(np.all(np.abs(row - k) < TOLERANCE) for k in kept):
+            kept.append(row)
+    return [tuple(float(v) for v in row) for row in kept]
 
 
 def index(values: np.ndarray, points: Sequence[Point]) -> np.ndarray:
