@@ -164,8 +164,9 @@ def context(cfg: Config, table: pd.DataFrame, warnings: list[str], comparison: l
     limits = cfg.run_dir / "limits"
     brazil = [_figure(limits / "brazil.png", "expected 95% CL limits on the signal strength"),
               _figure(limits / "brazil_fb.png", "expected 95% CL limits on the cross section")]
+    beside = Path(summary_plot).parent  # the report's own figures, written with it
     heatmaps = [_figure(p, p.stem.replace("_", " ")) for p in
-                sorted(cfg.run_dir.glob("heatmap_*.png")) + sorted(cfg.run_dir.glob("slices_*.png"))]
+                sorted(beside.glob("heatmap_*.png")) + sorted(beside.glob("slices_*.png"))]
     folds, training = _training(cfg)
     source = Path(cfg.source)
     return {

@@ -181,7 +181,13 @@ def report(cfg: Config) -> Report:
              "html": run / "report.html"}
     with task_lock(run, "report"), Staging(run, "report") as staged:
         write_table(table, staged.path("summary"))
-        plots.summary(table, staged.path("summary.png"), Style.of(cfg))
+        style = Style.of(cfg)
+        if len(cfg.parameters) == 1:
+            plots.summary(table, staged.path("summary.png"), style)
+        else:  # maps over the first two parameters, and slices at fixed values of the second
+            x, y = cfg.parameters[:2]
+            plots.parameter_heatmaps(table, x, y, staged.dir, style=style)
+            plots.parameter_slices(table, x, y, staged.dir, style=style)
         rec = provenance.record(cfg, "report", {"metrics": provenance.combine(
             [m[provenance.KEY]["id"] for _, m in evaluated(cfg)])})
         page.write(staged.path("report.html"), page.context(
