@@ -25,7 +25,7 @@ LIMITS := $(RUN)/limits/limits.json
 INSPECTED := $(RUN)/inputs/inputs.json
 TUNED := $(RUN)/tune/best.yaml
 
-.PHONY: install demo test test-slurm lint data ingest train inspect evaluate limits report study export tune submit status clean benchmark
+.PHONY: install demo demo-2d test test-slurm lint data ingest train inspect evaluate limits report study export tune submit status clean benchmark
 .DELETE_ON_ERROR:
 
 install: $(INSTALLED)
@@ -40,6 +40,10 @@ $(INSTALLED): pyproject.toml
 demo: | $(INSTALLED)
 	$(MAKE) -j2 $(LIMITS) $(INSPECTED)
 	$(PNN) report $(CONFIG)
+
+# The same chain with two signal parameters: the X -> Y H toy over an (mX, mY) grid.
+demo-2d: | $(INSTALLED)
+	$(MAKE) demo CONFIG=configs/demo_2d.yaml
 
 # Under CI=true this includes the jobs on a real one-node Slurm (tests/test_slurm.py).
 test: $(INSTALLED)
