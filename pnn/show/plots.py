@@ -4,6 +4,7 @@ config's ``plots`` section and saved atomically as PNG (and PDF on request)."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,9 @@ import matplotlib.pyplot as plt
 import mplhep
 import numpy as np
 import pandas as pd
+from matplotlib.collections import PatchCollection
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
 from scipy.stats import chi2
 
 from pnn.core.atomic import atomic_path
@@ -855,3 +859,352 @@ def _point_text(key: float | str, unit: str = " GeV") -> str:
 
 def _numeric(keys) -> bool:
     return all(not isinstance(k, str) for k in keys)
+
+
+# Signals with two parameters (e.g. X -> Y H over a grid of (m_X, m_Y)): metrics over the
+# parameter plane. The grid is irregular (often triangular, m_Y < m_X - m_H) and may carry
+# points off the grid that were not trained on.
+
+NO_VALUE_COLOUR = "0.82"
+OFF_GRID_EDGE = {"edgecolor": "k", "linewidth": 2.5, "linestyle": (0, (3, 2))}
+OFF_GRID_SIZE = 0.55  # side of an off-grid square, as a fraction of the grid cell it sits in
+LEGEND_BOX = (0.34, 0.2)  # width, height (axes fractions) kept free of cells for a legend
+VALUE_LABELS = {"auc": "ROC AUC", "auc_optimal": "ROC AUC (optimal)", "z": "Asimov Z",
+                "z_optimal": "Asimov Z (optimal)", "z_ratio": "Z PNN / Z optimal",
+                "limit_pnn": "PNN expected 95% CL upper limit",
+                "limit_optimal": "optimal expected 95% CL upper limit",
+                "limit_window": "mass-window expected 95% CL upper limit"}
+
+
+def parameter_label(name: str, units: str | None = None) -> str:
+    """A signal parameter as TeX: ``mX`` and ``m_X`` become ``$m_{X}$`` (a lower-case letter
+    followed by a subscript starting with a capital or a digit); any other name is kept as
+    it is. ``units`` is appended in brackets."""
+    match = re.fullmatch(r"([a-z])_?([A-Z0-9][A-Za-z0-9]*)", name)
+    text = f"${match[1]}_{{{match[2]}}}$" if match else name
+    return f"{text} [{units}]" if units else text
+
+
+def _trained_column(table: pd.DataFrame) -> np.ndarray:
+    """The ``trained`` column as a mask (every point trained on when the table lacks it)."""
+    if "trained" not in table:
+        return np.ones(len(table), bool)
+    return table["trained"].eq(True).to_numpy(bool)
+
+
+class _GridAxis:
+    """One parameter drawn against the index of its grid values, linearly in between and
+    beyond the ends: an uneven grid (m_Y = 60, 100, 200, 400, ...) gets cells of one size,
+    an even one is drawn as on a linear axis. A single grid value spans +-10% per cell."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        g = np.unique(values[np.isfinite(values)])
+        self.ticks = g
+        if len(g) == 0:
+            g = np.array([0.0])
+        if len(g) == 1:
+            g = np.array([g[0], g[0] + (0.2 * abs(g[0]) or 1.0)])
+        self.grid, self.index = g, np.arange(len(g), dtype=np.float64)
+
+    @staticmethod
+    def _map(v: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        out = np.interp(v, src, dst)
+        out = np.where(v < src[0], dst[0] + (v - src[0]) * (dst[1] - dst[0]) / (src[1] - src[0]), out)
+        return np.where(v > src[-1], dst[-1] + (v - src[-1]) * (dst[-1] - dst[-2]) / (src[-1] - src[-2]),
+                        out)
+
+    def forward(self, v: np.ndarray) -> np.ndarray:
+        return self._map(v, self.grid, self.index)
+
+    def inverse(self, i: np.ndarray) -> np.ndarray:
+        return self._map(i, self.index, self.grid)
+
+    def cells(self, values: np.ndarray, on_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Low edge and width of the cell of each point: a grid point (``on_grid``) fills
+        the cell around it, up to midway to its neighbours on the drawn axis, so that the
+        grid tiles the plane; any other point gets a smaller square centred on it."""
+        half = np.where(on_grid, 0.5, OFF_GRID_SIZE / 2)
+        centre = self.forward(values)
+        low, high = self.inverse(centre - half), self.inverse(centre + half)
+        return low, high - low
+
+    def use(self, ax: plt.Axes, which: str) -> None:
+        """Draw ``which`` ("x" or "y") of ``ax`` on this scale, ticked at the grid values."""
+        getattr(ax, f"set_{which}scale")("function", functions=(self.forward, self.inverse))
+        axis = getattr(ax, f"{which}axis")
+        step = max(1, int(np.ceil(len(self.ticks) / 10)))
+        axis.set_ticks(self.ticks[::step], [f"{v:g}" for v in self.ticks[::step]])
+        axis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def _value_text(value: float, err: float | None) -> str:
+    """A value for a cell: to the second significant digit of its error (on a second line)
+    when the error is finite and positive, else three significant digits, trailing zeros
+    kept (whole numbers from 1000, powers of ten below 0.001)."""
+    if err is not None and np.isfinite(err) and err > 0:
+        decimals = max(0, 1 - int(np.floor(np.log10(err))))
+        return f"{value:.{decimals}f}\n$\\pm${err:.{decimals}f}"
+    size = abs(value)
+    if size == 0:
+        return "0"
+    if size < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.{max(0, 2 - int(np.floor(np.log10(size))))}f}"
+
+
+def _norm(values: np.ndarray, log: bool, center: float | None) -> matplotlib.colors.Normalize:
+    """Colour scale over the finite values (positive ones on a log scale), symmetric about
+    ``center`` when given (in ratio on a log scale)."""
+    finite = values[np.isfinite(values) & ((values > 0) if log else True)]
+    if log:
+        lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.1, 10.0)
+        if center is not None:
+            reach = max(hi / center, center / lo)
+            lo, hi = center / reach, center * reach
+        if lo == hi:
+            lo, hi = lo / 1.5, hi * 1.5
+        return matplotlib.colors.LogNorm(lo, hi)
+    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    if center is not None:
+        reach = max(abs(hi - center), abs(lo - center)) or 1e-3 * (abs(center) or 1.0)
+        lo, hi = center - reach, center + reach
+    return matplotlib.colors.Normalize(lo, hi)
+
+
+def _free_corner(boxes: np.ndarray) -> str | None:
+    """The first corner of the axes where a legend box of ``LEGEND_BOX`` meets no cell
+    (``boxes`` rows are x0, y0, x1, y1 as drawn, the axes spanning them all), None if every
+    corner is taken."""
+    fx = (boxes[:, [0, 2]] - boxes[:, 0].min()) / np.ptp(boxes[:, [0, 2]])
+    fy = (boxes[:, [1, 3]] - boxes[:, 1].min()) / np.ptp(boxes[:, [1, 3]])
+    w, h = LEGEND_BOX
+    for loc, (cx0, cx1), (cy0, cy1) in (("upper left", (0, w), (1 - h, 1)),
+                                        ("upper right", (1 - w, 1), (1 - h, 1)),
+                                        ("lower right", (1 - w, 1), (0, h)),
+                                        ("lower left", (0, w), (0, h))):
+        hits = (fx[:, 0] < cx1) & (fx[:, 1] > cx0) & (fy[:, 0] < cy1) & (fy[:, 1] > cy0)
+        if not hits.any():
+            return loc
+    return None
+
+
+def _heatmap_figure(
+    table: pd.DataFrame, x: str, y: str, value: str, *, label: str, style: Style | None = None,
+    err: str | None = None, cmap: str | None = None, log: bool = False,
+    center: float | None = None, units: str = "GeV",
+) -> plt.Figure:
+    """The figure drawn by :func:`parameter_heatmap`, returned unsaved.
+
+    The grid cells form a ``PatchCollection`` with gid "trained", the off-grid squares one
+    with gid "not trained"; the value annotations are texts with gid "value".
+    """
+    style = _style(style)
+    xs, ys = table[x].to_numpy(np.float64), table[y].to_numpy(np.float64)
+    values = table[value].to_numpy(np.float64)
+    errs = table[err].to_numpy(np.float64) if err is not None and err in table else None
+    on_grid = _trained_column(table)
+    grid_x = _GridAxis(xs[on_grid] if on_grid.any() else xs)
+    grid_y = _GridAxis(ys[on_grid] if on_grid.any() else ys)
+    x0, width = grid_x.cells(xs, on_grid)
+    y0, height = grid_y.cells(ys, on_grid)
+    norm = _norm(values, log, center)
+    colours = plt.get_cmap(cmap or ("RdBu_r" if center is not None else "viridis"))
+    colours = colours.with_extremes(bad=NO_VALUE_COLOUR)
+
+    with _context(style):
+        nx = len(grid_x.ticks)
+        fig, ax = plt.subplots(figsize=(float(np.clip(4.5 + 1.5 * nx, 11, 16)), 9))
+        grid_x.use(ax, "x")
+        grid_y.use(ax, "y")
+        for mask, gid, edge in ((on_grid, "trained", {"edgecolor": "white", "linewidth": 1.5}),
+                                (~on_grid, "not trained", OFF_GRID_EDGE)):
+            if not mask.any():
+                continue
+            cells = PatchCollection([Rectangle((a, b), w, h) for a, b, w, h in
+                                     zip(x0[mask], y0[mask], width[mask], height[mask],
+                                         strict=True)],
+                                    cmap=colours, norm=norm, gid=gid, zorder=2 if gid == "trained" else 3,
+                                    **edge)
+            cells.set_array(np.ma.masked_invalid(values[mask]))
+            ax.add_collection(cells)
+        boxes = np.column_stack([x0, y0, x0 + width, y0 + height])
+        xlim = (float(boxes[:, 0].min()), float(boxes[:, 2].max()))
+        ylim = (float(boxes[:, 1].min()), float(boxes[:, 3].max()))
+        handles = []
+        if (~on_grid).any():
+            handles.append(Patch(facecolor="none", label="not trained on", **OFF_GRID_EDGE))
+        if (~np.isfinite(values)).any():
+            handles.append(Patch(facecolor=NO_VALUE_COLOUR, edgecolor="white", label="no value"))
+        drawn = np.column_stack([grid_x.forward(boxes[:, 0]), grid_y.forward(boxes[:, 1]),
+                                 grid_x.forward(boxes[:, 2]), grid_y.forward(boxes[:, 3])])
+        loc = _free_corner(drawn) if handles else None
+        if handles and loc is None:  # every corner taken: room above the cells
+            top = drawn[:, 3].max()
+            top += (top - drawn[:, 1].min()) * LEGEND_BOX[1] / (1 - LEGEND_BOX[1])
+            ylim = (ylim[0], float(grid_y.inverse(top)))
+            loc = "upper left"
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+        ax.set_xlabel(parameter_label(x, units))
+        ax.set_ylabel(parameter_label(y, units))
+        fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=colours), ax=ax, label=label,
+                     pad=0.02)
+        # Annotations sized to the cells (the colour bar has taken its share of the width):
+        # a grid cell spans one unit of the drawn axes.
+        box = ax.get_position()
+        cell_w = 72 * box.width * fig.get_figwidth() / np.ptp(drawn[:, [0, 2]])
+        cell_h = 72 * box.height * fig.get_figheight() / np.ptp(grid_y.forward(np.array(ylim)))
+        lines = 1 if errs is None else 2
+        size = float(np.clip(min(0.12 * cell_w, 0.32 * cell_h / lines), 6, 16))
+        for i in np.flatnonzero(np.isfinite(values)):
+            rgba = colours(norm(values[i]))
+            dark = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] < 0.5
+            ax.text(xs[i], ys[i], _value_text(values[i], None if errs is None else errs[i]),
+                    ha="center", va="center", fontsize=size, linespacing=1.0,
+                    color="white" if dark else "black", zorder=4, gid="value")
+        experiment_label(ax, style)
+        if handles:
+            ax.legend(handles=handles, loc=loc, fontsize="small", handlelength=2.0,
+                      handleheight=1.0)
+    return fig
+
+
+def parameter_heatmap(
+    table: pd.DataFrame, x: str, y: str, value: str, path: Path, *, label: str,
+    style: Style | None = None, err: str | None = None, cmap: str | None = None,
+    log: bool = False, center: float | None = None, units: str = "GeV",
+) -> None:
+    """A metric over the plane of two signal parameters, one row of ``table`` per point.
+
+    The grid points (``trained``) tile the plane as cells between their neighbours, each
+    coloured by ``value`` and annotated with it (and its error from the ``err`` column when
+    finite); points off the grid are smaller squares with a dashed outline ("not trained
+    on"); missing values are grey and left unannotated. The colour bar is labelled
+    ``label``; ``log`` makes its scale logarithmic, ``center`` symmetric about that value
+    (a diverging map, "RdBu_r" unless ``cmap`` says otherwise, e.g. for ratios about 1).
+    """
+    style = _style(style)
+    fig = _heatmap_figure(table, x, y, value, label=label, style=style, err=err, cmap=cmap,
+                          log=log, center=center, units=units)
+    with _context(style):  # the style's fonts are looked up when the figure is drawn
+        _save(fig, path, style)
+
+
+def _standard_maps(table: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str, dict]]]:
+    """The table with the derived columns, and the (file stem, column, options) of each
+    standard map it can fill; a column that is missing or all NaN gives no map."""
+    table = table.copy()
+
+    def has(*names: str) -> bool:
+        return all(_column(table, n) is not None for n in names)
+
+    if has("auc", "auc_optimal"):
+        table["auc_gap"] = table["auc_optimal"] - table["auc"]
+    if has("limit_pnn", "limit_optimal"):
+        table["limit_ratio"] = _ratio(table["limit_pnn"].to_numpy(np.float64),
+                                      table["limit_optimal"].to_numpy(np.float64))
+    maps = [("heatmap_auc", "auc", {"label": "ROC AUC (PNN)", "err": "auc_err"}),
+            ("heatmap_auc_gap", "auc_gap", {"label": "ROC AUC optimal $-$ PNN", "err": "auc_err"}),
+            ("heatmap_z_ratio", "z_ratio", {"label": VALUE_LABELS["z_ratio"], "err": "z_ratio_err",
+                                            "center": 1.0, "cmap": "RdBu"}),
+            ("heatmap_limit", "limit_pnn", {"label": VALUE_LABELS["limit_pnn"], "log": True}),
+            ("heatmap_limit_ratio", "limit_ratio", {"label": "expected limit PNN / optimal",
+                                                    "center": 1.0, "cmap": "RdBu_r"})]
+    return table, [(stem, col, kw) for stem, col, kw in maps if has(col)]
+
+
+def parameter_heatmaps(table: pd.DataFrame, x: str, y: str, out_dir: Path, *,
+                       style: Style | None = None, units: str = "GeV") -> list[Path]:
+    """The standard maps over the (``x``, ``y``) plane that ``table`` can fill, written to
+    ``out_dir``; returns their PNG paths.
+
+    heatmap_auc: the PNN's ROC AUC (error ``auc_err``); heatmap_auc_gap: ``auc_optimal -
+    auc`` (error ``auc_err``, the optimum's being correlated with it); heatmap_z_ratio:
+    ``z_ratio`` (error ``z_ratio_err``) about 1, red where the PNN falls short; heatmap_limit:
+    ``limit_pnn`` on a log scale; heatmap_limit_ratio: ``limit_pnn / limit_optimal`` about 1,
+    red where the PNN's limit is weaker. A map whose columns are missing or all NaN is left
+    out.
+    """
+    table, maps = _standard_maps(table)
+    written = []
+    for stem, column, kw in maps:
+        path = Path(out_dir) / f"{stem}.png"
+        parameter_heatmap(table, x, y, column, path, style=style, units=units, **kw)
+        written.append(path)
+    return written
+
+
+def _slices_figure(table: pd.DataFrame, x: str, y: str, value: str, err: str | None = None,
+                   *, style: Style | None = None, units: str = "GeV") -> plt.Figure | None:
+    """The figure drawn by :func:`parameter_slices`, returned unsaved (None without values).
+
+    Each slice's trained points are a line labelled with its ``y`` value, its off-grid
+    points open markers (gid "not trained") of the same colour.
+    """
+    style = _style(style)
+    if _column(table, value) is None:
+        return None
+    values = table[value].to_numpy(np.float64)
+    errs = _column(table, err) if err is not None else None
+    xs, ys = table[x].to_numpy(np.float64), table[y].to_numpy(np.float64)
+    on_grid = _trained_column(table)
+    finite = np.isfinite(values)
+    slices = [v for v in np.unique(ys[finite]) if np.isfinite(v)]
+    span = np.ptp(xs[finite]) if finite.any() else 0.0
+    cmap = plt.get_cmap("viridis")
+    with _context(style):
+        fig, ax = plt.subplots(figsize=(11, 8))
+        for i, level in enumerate(slices):
+            colour = cmap(0.9 * i / max(len(slices) - 1, 1))
+            dodge = (i - (len(slices) - 1) / 2) * 0.004 * span  # error bars side by side
+            rows = np.flatnonzero(ys == level)  # a missing value breaks the line
+            rows = rows[np.argsort(xs[rows])]
+            name = f"{parameter_label(y)} = {level:g} {units}".rstrip()
+            for mask, gid, kw in ((on_grid[rows], "trained", {"fmt": "o-"}),
+                                  (~on_grid[rows], "not trained",
+                                   {"fmt": "o", "mfc": "white", "mew": 2, "ms": 9})):
+                r = rows[mask]
+                if not np.isfinite(values[r]).any():
+                    continue
+                yerr = None if errs is None else np.nan_to_num(errs[r])
+                bars = ax.errorbar(xs[r] + dodge, values[r], yerr=yerr, color=colour, capsize=3,
+                                   label=name, **kw)
+                bars.lines[0].set_gid(gid)
+                name = None  # one legend entry per slice
+        handles, labels = ax.get_legend_handles_labels()
+        if (~on_grid[finite]).any():
+            handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.4", mew=2,
+                                  ms=9))
+            labels.append("not trained on")
+        if "ratio" in value:
+            ax.axhline(1, color="0.3", lw=1)
+        low = values - (0 if errs is None else np.nan_to_num(errs))
+        high = values + (0 if errs is None else np.nan_to_num(errs))
+        lo, hi = np.nanmin(low[finite]), np.nanmax(high[finite])
+        if "ratio" in value:
+            lo, hi = min(lo, 1.0), max(hi, 1.0)
+        pad = 0.05 * (hi - lo) or 0.05 * (abs(hi) or 1.0)
+        ax.set_ylim(lo - pad, hi + pad + 0.6 * (hi - lo + 2 * pad))  # room for the legend
+        ax.set_xlabel(parameter_label(x, units))
+        ax.set_ylabel(VALUE_LABELS.get(value, value))
+        experiment_label(ax, style)
+        ax.legend(handles, labels, fontsize="x-small", ncol=2, loc="upper right")
+    return fig
+
+
+def parameter_slices(table: pd.DataFrame, x: str, y: str, out_dir: Path, *,
+                     value: str = "z_ratio", err: str | None = "z_ratio_err",
+                     style: Style | None = None, units: str = "GeV") -> list[Path]:
+    """``value`` against ``x``, one line per distinct ``y`` (all in one figure), with error
+    bars from ``err`` when the table has it; points not trained on are open markers, and
+    neighbouring slices are shifted apart by a fraction of a percent of the ``x`` range so
+    that their error bars stay apart. Writes ``slices_<value>.png`` into ``out_dir`` and
+    returns its path in a list, empty when the column is missing or all NaN."""
+    fig = _slices_figure(table, x, y, value, err, style=style, units=units)
+    if fig is None:
+        return []
+    path = Path(out_dir) / f"slices_{value}.png"
+    with _context(_style(style)):  # the style's fonts are looked up when the figure is drawn
+        _save(fig, path, style)
+    return [path]
