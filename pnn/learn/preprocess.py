@@ -109,7 +109,7 @@ class InputScaler:
         """``theta`` as an (n, parameters) array: a point for every event, or one per event."""
         d = len(self.param_min)
         arr = np.asarray(theta, dtype=np.float64)
-        if arr.ndim == 0 or (arr.ndim == 1 and d > 1 and len(arr) == d):
+        if arr.ndim == 0 or (arr.ndim == 1 and len(arr) == d and (d > 1 or n != 1)):
             return np.broadcast_to(np.atleast_1d(arr), (n, d))
         return points.matrix(arr, d)
 

@@ -115,7 +115,7 @@ def check_masses(masses: list, trained: list, allow_extrapolation: bool,
     if not out or allow_extrapolation:
         return
     if len(names) == 1:
-        lo, hi = min(trained), max(trained)
+        lo, hi = (f(points.as_point(m)[0] for m in trained) for f in (min, max))
         raise PnnError(
             f"mass {out[0][0]:g} GeV is outside the trained range {lo:g}-{hi:g} GeV: "
             "the network was never shown it; pass --allow-extrapolation to evaluate anyway")
