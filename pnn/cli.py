@@ -524,25 +524,40 @@ CLUSTER_KEYS = ("partition", "account", "time", "memory", "cpus", "max_concurren
 @click.option("--input", "-i", "inputs", multiple=True, required=True, metavar="FILE",
               help="ROOT file or glob to score (repeatable).")
 @click.option("--mass", "masses", type=float, multiple=True,
-              help="Mass hypothesis in GeV (repeatable). Default: every trained mass.")
+              help="Mass hypothesis in GeV (repeatable), for a model with one parameter. "
+                   "Default: every trained point.")
+@click.option("--point", "point_texts", multiple=True, metavar="POINT",
+              help="Signal point in GeV (repeatable): mX=1000,mY=300, or 1000,300 in the order "
+                   "of the config's parameters. Default: every trained point.")
 @click.option("--tree", "trees", multiple=True,
               help="Tree to score (repeatable). Default: every tree with the needed branches.")
 @click.option("--output-dir", "-o", default=None, metavar="DIR",
               help="Where the <input>_pnn.root files go. Default: <run dir>/apply.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--allow-extrapolation", is_flag=True,
-              help="Allow masses outside the trained range (with a warning).")
+              help="Allow points outside the trained range (one parameter) or the convex hull "
+                   "of the trained points (several), with a warning.")
 @click.option("--keep-going", is_flag=True,
               help="Score the good inputs when some cannot be read; list the failures, exit 1.")
 @_stage
-def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees: tuple[str, ...],
-          output_dir: str | None, force: bool, allow_extrapolation: bool, keep_going: bool) -> None:
-    """Write per-mass scores as friend trees entry-aligned with the input ntuples."""
+def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...],
+          point_texts: tuple[str, ...], trees: tuple[str, ...], output_dir: str | None,
+          force: bool, allow_extrapolation: bool, keep_going: bool) -> None:
+    """Write per-point scores as friend trees entry-aligned with the input ntuples."""
+    from pnn.core import points
     from pnn.deploy import apply as pnn_apply
 
     cfg = load_config(config)
+    pnn_apply.check_mass_option(cfg.parameters, list(masses))
+    wanted = []
+    for text in point_texts:
+        try:
+            wanted.append(points.parse(text, cfg.parameters))
+        except PnnError as exc:  # "point '...': ..." -> "--point '...': ..."
+            raise PnnError(f"--{exc}") from None
     results = pnn_apply.apply(cfg, list(inputs), list(masses) or None, output_dir, force,
-                              list(trees) or None, allow_extrapolation, keep_going)
+                              list(trees) or None, allow_extrapolation, keep_going,
+                              wanted or None)
     failed = [r for r in results if r.error]
     for r in results:
         if not r.error:

@@ -1,10 +1,12 @@
 """Scores back into the analyst's ntuples: one friend-tree file per input file.
 
 Every entry of every input tree gets a row, in the same order, so ROOT's ``AddFriend`` and
-uproot line the two up. The branches are ``pnn_score_m<mass>`` for each mass hypothesis (a
-decimal point written ``p``: ``pnn_score_m172p5``) and the event number, in the type of the
-source branch. Each event is scored by the fold model that did not train on it
-(EventNumber % k); events that fail the global selection get the configured fill value.
+uproot line the two up. The branches are one score per signal point and the event number, in
+the type of the source branch. A lone mass gives ``pnn_score_m<mass>`` (a decimal point
+written ``p``: ``pnn_score_m172p5``); several parameters give ``pnn_score_`` followed by the
+point's label, ``pnn_score_mX1000_mY300``. Each event is scored by the fold model that did
+not train on it (EventNumber % k); events that fail the global selection get the configured
+fill value.
 An input RNTuple gets an RNTuple of scores (uproot's RNTuple writer), entry by entry as well.
 
 Every input is checked before anything is written; with ``keep_going`` a bad input is
@@ -22,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from pnn.core import inputs as input_files
+from pnn.core import points as pts
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.io import expressions, ntuple, objects
 from pnn.learn.model import FoldModels
 from pnn.learn.train import require_model
-from pnn.stats.evaluate import check_masses
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,9 @@ class ApplyResult:
     input: str
     output: Path
     trees: dict[str, int]
-    masses: list[float]
+    masses: list[float]  # the scored masses (one-parameter models; empty for several)
     error: str | None = None  # why this input was not scored (with keep_going)
+    points: list[pts.Point] = field(default_factory=list)  # the scored signal points
 
 
 @dataclass
@@ -59,6 +62,14 @@ def score_branch(mass: float) -> str:
     """``pnn_score_m172p5`` for 172.5 GeV: no dot, which ROOT would read as a member access."""
     text = np.format_float_positional(float(mass), trim="-")
     return "pnn_score_m" + text.replace(".", "p").replace("-", "minus")
+
+
+def point_branch(names: list[str], point: pts.Point) -> str:
+    """The score branch of a signal point: ``pnn_score_m172p5`` for a lone mass,
+    ``pnn_score_mX1000_mY300`` for several parameters (or one not called mass)."""
+    if list(names) == [pts.MASS]:
+        return score_branch(point[0])
+    return "pnn_score_" + pts.branch_label(names, point)
 
 
 def output_path(cfg: Config, input_path: str | Path, output_dir: str | Path | None) -> Path:
@@ -133,28 +144,30 @@ def feature_arrays(cfg: Config, features: list[str], arrays: Mapping
     return X, keep, evno
 
 
-def score(models: FoldModels, X: np.ndarray, event_number: np.ndarray, masses: list[float]
-          ) -> dict[float, np.ndarray]:
-    """Scores of the rows of ``X`` at each mass, each row by the fold model that did not
-    train on it. The plain scoring path, shared by ``pnn apply`` and model comparisons."""
+def score(models: FoldModels, X: np.ndarray, event_number: np.ndarray, masses: list
+          ) -> dict:
+    """Scores of the rows of ``X`` at each signal point (masses, or tuples of parameter
+    values), keyed by the point as given, each row by the fold model that did not train on
+    it. The plain scoring path, shared by ``pnn apply`` and model comparisons."""
     return {m: models.score(X, m, event_number, split="test")[0] for m in masses}
 
 
-def score_chunk(cfg: Config, models: FoldModels, arrays: Mapping, masses: list[float],
+def score_chunk(cfg: Config, models: FoldModels, arrays: Mapping, masses: list,
                 fill: float) -> dict[str, np.ndarray]:
-    """The friend-tree columns of one chunk: event number and one score per mass, with
-    ``fill`` for events outside the selection."""
+    """The friend-tree columns of one chunk: event number and one score per signal point
+    (masses, or tuples of parameter values), with ``fill`` for events outside the
+    selection."""
     X, keep, evno = feature_arrays(cfg, models.features, arrays)
     out: dict[str, np.ndarray] = {cfg.event_number: evno}  # the source's type (uint64 stays)
     scores = score(models, X[keep], evno[keep].astype(np.int64), masses)
     for m in masses:
         col = np.full(len(keep), fill, dtype=np.float32)
         col[keep] = scores[m]
-        out[score_branch(m)] = col
+        out[point_branch(models.parameters, pts.as_point(m))] = col
     return out
 
 
-def _chunks(cfg: Config, models: FoldModels, job: _Job, masses: list[float], fill: float
+def _chunks(cfg: Config, models: FoldModels, job: _Job, masses: list, fill: float
             ) -> Iterator[dict[str, np.ndarray]]:
     for arrays in ntuple.iterate([job.tree], job.reading.branches, CHUNK_ENTRIES,
                                  awkward=job.collections):
@@ -172,26 +185,98 @@ def check_apply_masses(masses: list[float], trained: list[float],
                        "e.g. --mass 750")
     if not trained:
         return
-    check_masses(masses, trained, allow_extrapolation)
     lo, hi = min(trained), max(trained)
-    for m in masses:
-        if not lo - 1e-6 <= m <= hi + 1e-6:
-            log.warning("mass %g GeV is outside the trained range %g-%g GeV: its scores are an "
-                        "extrapolation the network was never shown", m, lo, hi)
+    outside = [m for m in masses if not lo - 1e-6 <= m <= hi + 1e-6]
+    if outside and not allow_extrapolation:
+        raise PnnError(f"mass {outside[0]:g} GeV is outside the trained range {lo:g}-{hi:g} GeV: "
+                       "the network was never shown it; pass --allow-extrapolation to score "
+                       "anyway")
+    for m in outside:
+        log.warning("mass %g GeV is outside the trained range %g-%g GeV: its scores are an "
+                    "extrapolation the network was never shown", m, lo, hi)
+
+
+def check_apply_points(names: list[str], points: list[pts.Point], trained: list[pts.Point],
+                       allow_extrapolation: bool) -> None:
+    """Refuse points outside the convex hull of the ``trained`` points (several parameters)
+    unless ``allow_extrapolation``; then only warn. One parameter: :func:`check_apply_masses`."""
+    if len(names) == 1:
+        check_apply_masses([p[0] for p in points], [t[0] for t in trained], allow_extrapolation)
+        return
+    bad = [p for p in points if not all(np.isfinite(p))]
+    if bad:
+        raise PnnError(f"point {pts.describe(names, bad[0])} is not finite: give every "
+                       "parameter as a number in GeV, e.g. --point "
+                       + ",".join(f"{n}=..." for n in names))
+    if not trained:
+        return
+    outside = pts.outside(points, trained)
+    box = ", ".join(f"{n} {min(t[j] for t in trained):g}-{max(t[j] for t in trained):g}"
+                    for j, n in enumerate(names))
+    if outside and not allow_extrapolation:
+        raise PnnError(f"point {pts.describe(names, outside[0])} is outside the convex hull of "
+                       f"the {len(trained)} trained points ({box} GeV): the network was never "
+                       "shown it; pass --allow-extrapolation to score anyway")
+    for p in outside:
+        log.warning("point %s is outside the convex hull of the trained points: its scores are "
+                    "an extrapolation the network was never shown", pts.describe(names, p))
+
+
+def check_mass_option(names: list[str], masses: list[float] | None) -> None:
+    """``--mass`` names a point of a one-parameter model only."""
+    if masses and len(names) != 1:
+        raise PnnError(f"--mass is for a model with one parameter, this one has "
+                       f"{', '.join(names)}: give signal points with --point "
+                       + ",".join(f"{n}=..." for n in names))
+
+
+def requested_points(names: list[str], masses: list[float] | None,
+                     points: list[pts.Point] | None, trained: list[pts.Point]
+                     ) -> list[pts.Point]:
+    """The points to score: ``--mass`` values (a lone parameter only) and ``--point``s, in
+    the order given without repeats, or every ``trained`` point; refuse two points that
+    would share a branch name."""
+    check_mass_option(names, masses)
+    for p in points or []:
+        if len(p) != len(names):
+            raise PnnError(f"point {p} has {len(p)} value(s) but the model's parameters are "
+                           f"{', '.join(names)}: give one each, e.g. --point "
+                           + ",".join(f"{n}=..." for n in names))
+    asked = [(float(m),) for m in masses or []] + [tuple(float(v) for v in p) for p in points or []]
+    if not asked:
+        return list(trained)
+    out: list[pts.Point] = []
+    branches: dict[str, pts.Point] = {}
+    for p in asked:
+        if p in out:
+            continue
+        name = point_branch(names, p) if all(np.isfinite(p)) else None
+        if name is not None and name in branches:
+            raise PnnError(f"points {pts.label(names, branches[name])} and {pts.label(names, p)} "
+                           f"would both be written to the branch '{name}': give points that "
+                           "differ in their first six significant digits")
+        if name is not None:
+            branches[name] = p
+        out.append(p)
+    return out
 
 
 def apply(cfg: Config, inputs: list[str], masses: list[float] | None = None,
           output_dir: str | Path | None = None, force: bool = False,
           trees: list[str] | None = None, allow_extrapolation: bool = False,
-          keep_going: bool = False) -> list[ApplyResult]:
+          keep_going: bool = False, points: list[pts.Point] | None = None) -> list[ApplyResult]:
     """Score every entry of every input file's trees into ``<stem>_pnn.root`` friend files.
 
+    The signal points are ``masses`` (a one-parameter model only) and ``points`` (tuples of
+    parameter values in the order of the model's parameters); default: every trained point.
     Every input is opened and checked (trees, branches, expressions) before anything is
     written; the first bad one is an error naming it. With ``keep_going`` the bad inputs
     (and any that break while being read) are returned with their ``error`` instead, and the
-    others are scored. Mass hypotheses outside the trained range are refused unless
-    ``allow_extrapolation``.
+    others are scored. Points outside the trained range (one parameter) or the convex hull
+    of the trained points (several) are refused unless ``allow_extrapolation``.
     """
+    names = list(cfg.parameters)
+    check_mass_option(names, masses)  # before any file is looked at
     files = expand_inputs(inputs)
     outputs = [output_path(cfg, f, output_dir) for f in files]
     existing = [str(o) for o in outputs if o.exists()]
@@ -199,9 +284,15 @@ def apply(cfg: Config, inputs: list[str], masses: list[float] | None = None,
         raise PnnError(f"'{existing[0]}' exists: pass --force to overwrite it")
     require_model(cfg, check_events=False)
     models = FoldModels.load(cfg.run_dir)
-    masses = list(masses) if masses else models.trained_masses
-    check_apply_masses(masses, models.trained_masses if models.parametric else [],
-                       allow_extrapolation)
+    if models.parametric and models.parameters != names:
+        raise PnnError(f"the model was trained with the parameters {models.parameters} but the "
+                       f"config lists {names}: rerun 'pnn train' or use the config it was "
+                       "trained with")
+    trained = models.trained_points if models.parametric else []
+    wanted = requested_points(names, masses, points, models.trained_points)
+    check_apply_points(names, wanted, trained, allow_extrapolation)
+    scored: list = [p[0] for p in wanted] if len(names) == 1 else wanted
+    masses = [p[0] for p in wanted] if len(names) == 1 else []
     fill = cfg.apply.fill
     branches = needed_branches(cfg, models.features)
     attributes = needed_attributes(cfg, models.features)
@@ -216,22 +307,22 @@ def apply(cfg: Config, inputs: list[str], masses: list[float] | None = None,
             except PnnError as exc:
                 if not keep_going:
                     raise
-                results.append(ApplyResult(path, out, {}, masses, str(exc)))
+                results.append(ApplyResult(path, out, {}, masses, str(exc), wanted))
         for path, out in zip(files, outputs, strict=True):
             if path not in planned:
                 continue
             jobs = planned[path]
             try:
                 entries = ntuple.write_chunks(
-                    out, {j.name: _chunks(cfg, models, j, masses, fill) for j in jobs},
+                    out, {j.name: _chunks(cfg, models, j, scored, fill) for j in jobs},
                     rntuples=[j.name for j in jobs if j.rntuple])
             except PnnError as exc:
                 if not keep_going:
                     raise
-                results.append(ApplyResult(path, out, {}, masses, str(exc)))
+                results.append(ApplyResult(path, out, {}, masses, str(exc), wanted))
                 continue
             log.info("scored %s into %s", path, out)
-            results.append(ApplyResult(path, out, entries, masses))
+            results.append(ApplyResult(path, out, entries, masses, None, wanted))
     order = {f: i for i, f in enumerate(files)}
     return sorted(results, key=lambda r: order[r.input])
 
