@@ -225,16 +225,21 @@ def do_report(cfg: Config) -> None:
 
 
 def do_limits(cfg: Config, masses: tuple[float, ...] = (), methods: tuple[str, ...] = (),
-              collect_only: bool = False) -> None:
+              collect_only: bool = False, point_texts: tuple[str, ...] = ()) -> None:
+    from pnn.core import points
     from pnn.stats import limits
 
+    wanted = hypotheses(cfg, masses, point_texts)
     if collect_only:
         table = limits.collect(cfg)
     else:
-        limits.run_limits(cfg, list(masses) or None, list(methods) or None)
-        if masses:
-            for m in masses:
-                click.echo(f"wrote {limits.limits_dir(cfg.run_dir) / limits.mass_label(m)}")
+        limits.run_limits(cfg, wanted or None, list(methods) or None)
+        if wanted:
+            names = cfg.parameters
+            for m in wanted:
+                where = limits.limits_dir(cfg.run_dir) / limits.mass_label(m, names)
+                click.echo(f"wrote {where}" if len(names) == 1 else
+                           f"{points.describe(names, points.as_point(m))}: wrote {where}")
             return
         table = limits.collect(cfg)
     from pnn.stats.report import markdown
@@ -333,15 +338,19 @@ def report(config: str, output_dir: str | None) -> None:
 @output_opt
 @click.option("--mass", "masses", type=float, multiple=True,
               help="Only this mass (repeatable); the collected table is then left to --collect.")
+@click.option("--point", "point_texts", multiple=True,
+              help="Only this point, e.g. mX=1000,mY=300 or mX1000_mY300 (repeatable; several "
+                   "parameters); the collected table is then left to --collect.")
 @click.option("--method", "methods", type=click.Choice(["pnn", "window", "optimal"]), multiple=True,
               help="Only this method (repeatable; default: limits.methods).")
 @click.option("--collect", "collect_only", is_flag=True,
               help="Only collect the per-mass limits into limits.json/.csv and the Brazil plots.")
 @_stage
 def limits_verb(config: str, output_dir: str | None, masses: tuple[float, ...],
-                methods: tuple[str, ...], collect_only: bool) -> None:
-    """Binned templates, HistFactory workspaces and 95% CL limits per mass (blinded by default)."""
-    do_limits(_load(config, output_dir), masses, methods, collect_only)
+                point_texts: tuple[str, ...], methods: tuple[str, ...], collect_only: bool) -> None:
+    """Binned templates, HistFactory workspaces and 95% CL limits per mass (per point with
+    several parameters; blinded by default)."""
+    do_limits(_load(config, output_dir), masses, methods, collect_only, point_texts)
 
 
 @main.command("export")
