@@ -561,6 +561,9 @@ def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees
               help="Where the jobs run (default: cluster.scheduler of the config).")
 @click.option("--mass", "--masses", "masses", multiple=True, callback=_split_list(float),
               help="Only these masses in GeV (repeatable or comma-separated).")
+@click.option("--point", "point_texts", multiple=True,
+              help="Only this signal point, e.g. mX=1000,mY=300 or mX1000_mY300 (repeatable; "
+                   "evaluate, limits).")
 @click.option("--fold", "--folds", "folds", multiple=True, callback=_split_list(int),
               help="Only these folds (train; repeatable or comma-separated).")
 @click.option("--files", "files", multiple=True, help="Input ntuples for apply (repeatable, globs allowed).")
@@ -582,12 +585,13 @@ def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...], trees
 @click.option("--force", is_flag=True, help="Run the selected tasks again even if they are done.")
 @_stage
 def submit(config: str, stage: str, output_dir: str | None, scheduler: str | None,
-           masses: tuple[float, ...], folds: tuple[int, ...], files: tuple[str, ...],
+           masses: tuple[float, ...], point_texts: tuple[str, ...], folds: tuple[int, ...],
+           files: tuple[str, ...],
            files_per_job: int | None, partition: str | None, account: str | None, time_: str | None,
            memory: str | None, cpus: int | None, max_concurrent: int | None, job_flavour: str | None,
            directives: tuple[str, ...], setup: str | None, dry_run: bool, force: bool,
            workers: int | None) -> None:
-    """Split a stage into batch jobs (one per fold, mass or file group) and submit them.
+    """Split a stage into batch jobs (one per fold, mass, point or file group) and submit them.
 
     Finished tasks are skipped, so submitting again after a failure redoes only what failed;
     --force runs them again. A dry run changes nothing that 'pnn status' or queued jobs read.
@@ -612,7 +616,9 @@ def submit(config: str, stage: str, output_dir: str | None, scheduler: str | Non
         schedulers.check_resources(res, config=config, from_command_line=(*on_command_line, key))
     if workers is not None and stage != "tune":
         raise PnnError("--workers goes with stage 'tune'")
-    sel = jobs.Selection(masses, folds, files, res.files_per_job, workers)
+    if point_texts and stage not in ("evaluate", "limits"):
+        raise PnnError("--point goes with stages 'evaluate' and 'limits'")
+    sel = jobs.Selection(masses, folds, files, res.files_per_job, workers, point_texts)
     if not dry_run:  # a dry run may be looked at before the inputs exist
         jobs.check_inputs(cfg, stage)
     jd, spec = jobs.prepare(cfg, config, stage, sel, output_dir, res.setup, dry_run=dry_run, force=force)
