@@ -237,16 +237,21 @@ def do_report(cfg: Config) -> None:
 
 
 def do_limits(cfg: Config, masses: tuple[float, ...] = (), methods: tuple[str, ...] = (),
-              collect_only: bool = False) -> None:
+              collect_only: bool = False, point_texts: tuple[str, ...] = ()) -> None:
+    from pnn.core import points
     from pnn.stats import limits
 
+    wanted = hypotheses(cfg, masses, point_texts)
     if collect_only:
         table = limits.collect(cfg)
     else:
-        limits.run_limits(cfg, list(masses) or None, list(methods) or None)
-        if masses:
-            for m in masses:
-                click.echo(f"wrote {limits.limits_dir(cfg.run_dir) / limits.mass_label(m)}")
+        limits.run_limits(cfg, wanted or None, list(methods) or None)
+        if wanted:
+            names = cfg.parameters
+            for m in wanted:
+                where = limits.limits_dir(cfg.run_dir) / limits.mass_label(m, names)
+                click.echo(f"wrote {where}" if len(names) == 1 else
+                           f"{points.describe(names, points.as_point(m))}: wrote {where}")
             return
         table = limits.collect(cfg)
     from pnn.stats.report import markdown
@@ -345,15 +350,19 @@ def report(config: str, output_dir: str | None) -> None:
 @output_opt
 @click.option("--mass", "masses", type=float, multiple=True,
               help="Only this mass (repeatable); the collected table is then left to --collect.")
+@click.option("--point", "point_texts", multiple=True,
+              help="Only this point, e.g. mX=1000,mY=300 or mX1000_mY300 (repeatable; several "
+                   "parameters); the collected table is then left to --collect.")
 @click.option("--method", "methods", type=click.Choice(["pnn", "window", "optimal"]), multiple=True,
               help="Only this method (repeatable; default: limits.methods).")
 @click.option("--collect", "collect_only", is_flag=True,
               help="Only collect the per-mass limits into limits.json/.csv and the Brazil plots.")
 @_stage
 def limits_verb(config: str, output_dir: str | None, masses: tuple[float, ...],
-                methods: tuple[str, ...], collect_only: bool) -> None:
-    """Binned templates, HistFactory workspaces and 95% CL limits per mass (blinded by default)."""
-    do_limits(_load(config, output_dir), masses, methods, collect_only)
+                point_texts: tuple[str, ...], methods: tuple[str, ...], collect_only: bool) -> None:
+    """Binned templates, HistFactory workspaces and 95% CL limits per mass (per point with
+    several parameters; blinded by default)."""
+    do_limits(_load(config, output_dir), masses, methods, collect_only, point_texts)
 
 
 @main.command("export")
@@ -579,6 +588,9 @@ def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...],
               help="Where the jobs run (default: cluster.scheduler of the config).")
 @click.option("--mass", "--masses", "masses", multiple=True, callback=_split_list(float),
               help="Only these masses in GeV (repeatable or comma-separated).")
+@click.option("--point", "point_texts", multiple=True,
+              help="Only this signal point, e.g. mX=1000,mY=300 or mX1000_mY300 (repeatable; "
+                   "evaluate, limits).")
 @click.option("--fold", "--folds", "folds", multiple=True, callback=_split_list(int),
               help="Only these folds (train; repeatable or comma-separated).")
 @click.option("--files", "files", multiple=True, help="Input ntuples for apply (repeatable, globs allowed).")
@@ -600,12 +612,13 @@ def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...],
 @click.option("--force", is_flag=True, help="Run the selected tasks again even if they are done.")
 @_stage
 def submit(config: str, stage: str, output_dir: str | None, scheduler: str | None,
-           masses: tuple[float, ...], folds: tuple[int, ...], files: tuple[str, ...],
+           masses: tuple[float, ...], point_texts: tuple[str, ...], folds: tuple[int, ...],
+           files: tuple[str, ...],
            files_per_job: int | None, partition: str | None, account: str | None, time_: str | None,
            memory: str | None, cpus: int | None, max_concurrent: int | None, job_flavour: str | None,
            directives: tuple[str, ...], setup: str | None, dry_run: bool, force: bool,
            workers: int | None) -> None:
-    """Split a stage into batch jobs (one per fold, mass or file group) and submit them.
+    """Split a stage into batch jobs (one per fold, mass, point or file group) and submit them.
 
     Finished tasks are skipped, so submitting again after a failure redoes only what failed;
     --force runs them again. A dry run changes nothing that 'pnn status' or queued jobs read.
@@ -630,7 +643,9 @@ def submit(config: str, stage: str, output_dir: str | None, scheduler: str | Non
         schedulers.check_resources(res, config=config, from_command_line=(*on_command_line, key))
     if workers is not None and stage != "tune":
         raise PnnError("--workers goes with stage 'tune'")
-    sel = jobs.Selection(masses, folds, files, res.files_per_job, workers)
+    if point_texts and stage not in ("evaluate", "limits"):
+        raise PnnError("--point goes with stages 'evaluate' and 'limits'")
+    sel = jobs.Selection(masses, folds, files, res.files_per_job, workers, point_texts)
     if not dry_run:  # a dry run may be looked at before the inputs exist
         jobs.check_inputs(cfg, stage)
     jd, spec = jobs.prepare(cfg, config, stage, sel, output_dir, res.setup, dry_run=dry_run, force=force)

@@ -35,7 +35,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pnn.core import inputs, provenance
+import numpy as np
+
+from pnn.core import inputs, points, provenance
 from pnn.core.atomic import write_json, write_text
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
@@ -48,13 +50,15 @@ DRY_RUN = "dry-run"
 
 @dataclass(frozen=True)
 class Selection:
-    """What the user asked to submit: masses, folds, input files (empty = the stage's default)."""
+    """What the user asked to submit: masses or points, folds, input files (empty = the
+    stage's default)."""
 
     masses: tuple[float, ...] = ()
     folds: tuple[int, ...] = ()
     files: tuple[str, ...] = ()
     files_per_job: int = 10
     workers: int | None = None  # tune: worker jobs (default: tune.workers)
+    points: tuple[str, ...] = ()  # signal points as given on the command line (--point)
 
 
 @dataclass(frozen=True)
@@ -111,23 +115,67 @@ def split_train(cfg: Config, config: str, sel: Selection) -> list[Task]:
                  check=f"fold{f}") for f in folds]
 
 
+def _requested(cfg: Config, sel: Selection) -> list[tuple[float, ...]]:
+    """The points of ``--mass`` (a lone mass) and ``--point`` (any parameters)."""
+    names = cfg.parameters
+    if sel.masses and len(names) > 1:
+        raise PnnError(f"--mass is for a lone mass; the parameters are {', '.join(names)}: "
+                       "use --point " + ",".join(f"{n}=..." for n in names))
+    return [(float(m),) for m in sel.masses] + [points.parse(t, names) for t in sel.points]
+
+
+def _points(cfg: Config, sel: Selection, default: list[tuple[float, ...]],
+            what: str) -> list[tuple[float, ...]]:
+    """The requested points (default: ``default``), each one of ``default``."""
+    names = cfg.parameters
+    if len(names) == 1:
+        return [(m,) for m in _masses(tuple(p[0] for p in _requested(cfg, sel)),
+                                      [p[0] for p in default], what)]
+    requested = _requested(cfg, sel)
+    if not requested:
+        return default
+    unknown = [p for p in requested if not default
+               or not points.mask(np.asarray(default, dtype=np.float64), p).any()]
+    if unknown:
+        raise PnnError(f"point {points.describe(names, unknown[0])} is not one of the {what} "
+                       f"points ({', '.join(points.label(names, p) for p in default)}): pick "
+                       "from these")
+    return sorted(set(requested))
+
+
+def _hypothesis(names: list[str], point: tuple[float, ...]) -> tuple[str, list[str]]:
+    """The label and command-line option of a task at ``point``: ``m500`` and
+    ``--mass 500`` for a lone mass, ``mX1000_mY300`` and ``--point mX1000_mY300`` else."""
+    label = points.label(names, point)
+    if len(names) == 1:
+        return label, ["--mass", f"{point[0]:g}"]
+    return label, ["--point", label]
+
+
 def split_evaluate(cfg: Config, config: str, sel: Selection) -> list[Task]:
-    """One task per mass hypothesis: ``pnn evaluate CONFIG --mass M``."""
-    default = sorted(cfg.evaluation.masses) if cfg.evaluation.masses else cfg.signal_masses()
+    """One task per mass hypothesis (signal point): ``pnn evaluate CONFIG --mass M`` or
+    ``--point mX1000_mY300``."""
+    default = cfg.evaluation_points() or cfg.signal_points()
     run = cfg.run_dir.resolve()
-    return [Task(_mass_label(m), ["evaluate", config, "--mass", f"{m:g}"],
-                 [str(run / "evaluate" / _mass_label(m) / "metrics.json")])
-            for m in _masses(sel.masses, default, "evaluation")]
+    tasks = []
+    for p in _points(cfg, sel, default, "evaluation"):
+        label, option = _hypothesis(cfg.parameters, p)
+        tasks.append(Task(label, ["evaluate", config, *option],
+                          [str(run / "evaluate" / label / "metrics.json")]))
+    return tasks
 
 
 def split_limits(cfg: Config, config: str, sel: Selection) -> list[Task]:
-    """One task per mass hypothesis: ``pnn limits CONFIG --mass M``."""
-    default = (sorted(cfg.limits.masses) if cfg.limits.masses else
-               sorted(cfg.evaluation.masses) if cfg.evaluation.masses else cfg.signal_masses())
+    """One task per mass hypothesis (signal point): ``pnn limits CONFIG --mass M`` or
+    ``--point mX1000_mY300``."""
+    default = cfg.limit_points() or cfg.evaluation_points() or cfg.signal_points()
     run = cfg.run_dir.resolve()
-    return [Task(_mass_label(m), ["limits", config, "--mass", f"{m:g}"],
-                 [str(run / "limits" / _mass_label(m) / "limits.json")])
-            for m in _masses(sel.masses, default, "limits")]
+    tasks = []
+    for p in _points(cfg, sel, default, "limits"):
+        label, option = _hypothesis(cfg.parameters, p)
+        tasks.append(Task(label, ["limits", config, *option],
+                          [str(run / "limits" / label / "limits.json")]))
+    return tasks
 
 
 def sample_files(cfg: Config) -> list[str]:

@@ -556,6 +556,9 @@ class Limits(_Strict):
     """Binned templates, HistFactory workspaces and CLs upper limits (``pnn limits``)."""
 
     masses: list[float] | None = Field(None, description="masses; default: every evaluated mass")
+    points: list[dict[str, float]] | None = Field(
+        None, description="points with several parameters, e.g. [{mX: 1000, mY: 300}]; "
+        "default: every evaluated point")
     methods: list[Literal["pnn", "window", "optimal"]] = Field(
         ["pnn", "window", "optimal"], description="discriminants to template (optimal: toy only)")
     binning: Binning = Binning()
@@ -746,6 +749,21 @@ class Config(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _limit_points(self) -> Config:
+        """limits.masses for a lone mass, limits.points (every parameter) for several."""
+        names, lim = self.parameters, self.limits
+        if lim.masses is not None and names != ["mass"]:
+            raise ValueError(f"limits.masses is for a lone mass; with parameters {names} use "
+                             "limits.points, e.g. [{" + ", ".join(f"{n}: ..." for n in names)
+                             + "}]")
+        if lim.masses is not None and lim.points is not None:
+            raise ValueError("give limits.masses or limits.points, not both")
+        for p in lim.points or []:
+            if set(p) != set(names):
+                raise ValueError(f"limits.points: {p} must give exactly the parameters {names}")
+        return self
+
+    @model_validator(mode="after")
     def _normalisation(self) -> Config:
         scaled = [s.name for s in self.samples.signal + self.samples.background if s.cross_section]
         if scaled and self.luminosity is None:
@@ -823,6 +841,14 @@ class Config(_Strict):
         if self.evaluation.points:
             return sorted(tuple(float(p[n]) for n in self.parameters)
                           for p in self.evaluation.points)
+        return None
+
+    def limit_points(self) -> list[tuple[float, ...]] | None:
+        """The points that ``limits.masses`` or ``limits.points`` ask for, if any."""
+        if self.limits.masses:
+            return sorted((float(m),) for m in self.limits.masses)
+        if self.limits.points:
+            return sorted(tuple(float(p[n]) for n in self.parameters) for p in self.limits.points)
         return None
 
     def signal_masses(self, *, trained_only: bool = False) -> list[float]:

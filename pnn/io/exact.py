@@ -46,8 +46,17 @@ def _module(generator: str | bool) -> ModuleType:
 
 
 def branches(generator: str | bool | None) -> tuple[str, ...]:
-    """The branches the likelihood ratio of ``generator`` reads (none without a toy)."""
-    return tuple(_module(generator).BRANCHES) if generator else ()
+    """The branches the likelihood ratio of ``generator`` reads (none without a toy, and
+    none for a listed generator this installation does not ship: it wrote no file here)."""
+    if not generator:
+        return ()
+    try:
+        module = _module(generator)
+    except ModuleNotFoundError as exc:
+        if exc.name != str(generator):
+            raise
+        return ()
+    return tuple(module.BRANCHES)
 
 
 def log_likelihood_ratio(generator: str | bool, events: pd.DataFrame | dict,

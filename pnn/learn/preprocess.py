@@ -106,7 +106,8 @@ class InputScaler:
         return (np.asarray(mass, dtype=np.float64) - self.param_min[0]) / self.span[0]
 
     def point_matrix(self, theta: np.ndarray | float | tuple, n: int) -> np.ndarray:
-        """``theta`` as an (n, parameters) array: a point for every event, or one per event."""
+        """``theta`` as an (n, parameters) array: a point for every event, or one per event.
+        A one-parameter point may come as a number or a 1-tuple (``(500.0,)``)."""
         d = len(self.param_min)
         arr = np.asarray(theta, dtype=np.float64)
         if arr.ndim == 0 or (arr.ndim == 1 and len(arr) == d and (d > 1 or n != 1)):

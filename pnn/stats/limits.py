@@ -1,10 +1,12 @@
-"""``pnn limits``: binned score templates, HistFactory workspaces and CLs upper limits per mass.
+"""``pnn limits``: binned score templates, HistFactory workspaces and CLs upper limits per mass
+(per signal point, with several parameters).
 
-The per-event test scores that ``pnn evaluate`` keeps (``evaluate/m<mass>/scores.parquet``)
-are the nominal input: every method's templates come from the same events, each scored by the
-model that did not train on it. Data and the events of tree or weight systematics are read
-once into ``limits/inputs/`` (never into the training table) and scored with the same models.
-Each mass is one task: its ``limits.json``, workspaces and plots are published together.
+The per-event test scores that ``pnn evaluate`` keeps (``evaluate/m<mass>/scores.parquet``,
+``evaluate/mX1000_mY300/scores.parquet``) are the nominal input: every method's templates
+come from the same events, each scored by the model that did not train on it. Data and the
+events of tree or weight systematics are read once into ``limits/inputs/`` (never into the
+training table) and scored with the same models. Each point is one task: its ``limits.json``,
+workspaces and plots are published together under the point's folder name.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pnn.core import provenance
+from pnn.core import points, provenance
 from pnn.core.atomic import Staging, read_json, sweep, write_json
 from pnn.core.config import Config, Sample, Systematic
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
 from pnn.core.workers import process_pool
-from pnn.io import ingest, toy
-from pnn.learn.preprocess import feature_matrix, mass_mask
+from pnn.io import exact, ingest
+from pnn.learn.preprocess import feature_matrix, parameter_matrix
 from pnn.show import plots
 from pnn.stats import cls, templates
 from pnn.stats.workspace import SampleTemplate, build_spec
@@ -45,19 +47,39 @@ def limits_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "limits"
 
 
-def mass_label(mass: float) -> str:
-    return f"m{mass:g}"
+Hypothesis = float | tuple[float, ...]  # a mass (one parameter) or a point
 
 
-def workspace_name(method: str, mass: float) -> str:
-    return f"workspaces/{method}_{mass_label(mass)}.json"
+def _names(names: list[str] | None) -> list[str]:
+    return list(names or [points.MASS])
+
+
+def mass_label(mass: Hypothesis, names: list[str] | None = None) -> str:
+    """The folder of a point: ``m500`` for a mass, ``mX1000_mY300`` for several parameters."""
+    return points.label(_names(names), points.as_point(mass))
+
+
+def workspace_name(method: str, mass: Hypothesis, names: list[str] | None = None) -> str:
+    return f"workspaces/{method}_{mass_label(mass, names)}.json"
+
+
+def _public(point: tuple[float, ...]) -> Hypothesis:
+    """A point as callers know it: a float for a lone mass, a tuple for several parameters."""
+    return point[0] if len(point) == 1 else tuple(point)
+
+
+def _option(names: list[str], point: tuple[float, ...]) -> str:
+    """The command-line option that selects ``point``: ``--mass 500`` or ``--point mX..``."""
+    if len(names) == 1:
+        return f"--mass {point[0]:g}"
+    return f"--point {points.label(names, point)}"
 
 
 @dataclass
 class LimitRow:
-    """The expected (and, unblinded, observed) 95 % CL upper limits of one mass and method."""
+    """The expected (and, unblinded, observed) 95 % CL upper limits of one point and method."""
 
-    mass: float
+    point: dict[str, float]  # every parameter by name ('mass' alone for one parameter)
     method: str
     trained: bool
     expected_minus2: float
@@ -78,6 +100,16 @@ class LimitRow:
     bins: int
     status: str
     seconds: float
+
+    @property
+    def mass(self) -> float | None:
+        """The mass of a one-parameter search (None with several parameters)."""
+        return self.point.get(points.MASS) if len(self.point) == 1 else None
+
+    def record(self) -> dict[str, Any]:
+        """The row of limits.json: one key per parameter, then the limits."""
+        out = asdict(self)
+        return {**out.pop("point"), **out}
 
 
 # --- inputs: data and systematic variations ---------------------------------------------------
@@ -173,55 +205,88 @@ def read_inputs(cfg: Config) -> dict[str, tuple[pd.DataFrame, str]]:
 
 # --- scoring ----------------------------------------------------------------------------------
 
-def score_events(cfg: Config, models: FoldModels, table: pd.DataFrame, mass: float,
-                 toy_samples: bool) -> pd.DataFrame:
-    """The scores.parquet columns for extra events at ``mass``: signal of that mass, all
-    background and all data, each event scored by the model that did not train on it."""
+def window_columns(cfg: Config) -> list[str]:
+    """The scores.parquet columns of the window variables, in the order of the parameters:
+    ``window`` for one parameter, ``window_<branch>`` for several (none: no window)."""
+    from pnn.stats.evaluate import window_branches
+
+    branches = window_branches(cfg) or []
+    return ["window"] if len(branches) == 1 else [f"window_{b}" for b in branches]
+
+
+def _signal_at(table: pd.DataFrame, names: list[str], point: tuple[float, ...]) -> np.ndarray:
+    """The signal events of ``point`` (every other event False)."""
+    sel = table["label"].to_numpy() == 1
+    if sel.any():
+        sel &= points.mask(parameter_matrix(table, names), point)
+    return sel
+
+
+def score_events(cfg: Config, models: FoldModels, table: pd.DataFrame, mass: Hypothesis,
+                 toy_samples: str | bool) -> pd.DataFrame:
+    """The scores.parquet columns for extra events at ``mass`` (a point, with several
+    parameters): signal of that point, all background and all data, each event scored by the
+    model that did not train on it. ``toy_samples`` is the toy generator that wrote the
+    events (its exact likelihood ratio is added), or False."""
+    from pnn.stats.evaluate import window_branches
+
     if "label" not in table or table.empty:
         return pd.DataFrame(columns=["event_number", "sample", "weight", "label", "score"])
-    label = table["label"].to_numpy()
-    sel = label != 1
-    if (label == 1).any():
-        sel |= (label == 1) & mass_mask(table["mass"].to_numpy(), mass)
-    part = table[sel]
+    names = cfg.parameters
+    point = points.as_point(mass)
+    part = table[(table["label"].to_numpy() != 1) | _signal_at(table, names, point)]
     evno = part["event_number"].to_numpy()
-    score = models.score(feature_matrix(part, models.features), mass, evno)[0] if len(part) else []
+    score = (models.score(feature_matrix(part, models.features), _public(point), evno)[0]
+             if len(part) else [])
     out = pd.DataFrame({"event_number": evno, "sample": part["sample"].astype(str).to_numpy(),
                         "weight": part["weight"].to_numpy(np.float64),
                         "label": part["label"].to_numpy().astype(np.int8),
                         "score": np.asarray(score, np.float64)})
-    branch = cfg.evaluation.window_branch
-    if branch is not None and branch in part:
-        out["window"] = part[branch].to_numpy(np.float64)
-    if toy_samples and all(b in part for b in toy.BRANCHES):
-        out["llr"] = toy.log_likelihood_ratio(part, mass) if len(part) else []
+    branches = window_branches(cfg) or []
+    if branches and all(b in part for b in branches):
+        for column, b in zip(window_columns(cfg), branches, strict=True):
+            out[column] = part[b].to_numpy(np.float64)
+    if toy_samples and all(b in part for b in exact.branches(toy_samples)):
+        out["llr"] = exact.log_likelihood_ratio(toy_samples, part, point) if len(part) else []
     return out
 
 
-def _reweight(nominal: pd.DataFrame, table: pd.DataFrame, mass: float) -> pd.DataFrame:
+def _reweight(nominal: pd.DataFrame, table: pd.DataFrame, mass: Hypothesis,
+              names: list[str] | None = None) -> pd.DataFrame:
     """A weight variation holds the nominal events with other weights: take their scores
     from the nominal scores (same sample and event number, unique in ``nominal``) instead of
     predicting again."""
-    label = table["label"].to_numpy()
-    sel = (label == 0) | ((label == 1) & mass_mask(table["mass"].to_numpy(), mass))
+    names = _names(names)
+    point = points.as_point(mass)
+    sel = (table["label"].to_numpy() == 0) | _signal_at(table, names, point)
     part = pd.DataFrame({"sample": table.loc[sel, "sample"].astype(str).to_numpy(),
                          "event_number": table.loc[sel, "event_number"].to_numpy(),
                          "weight": table.loc[sel, "weight"].to_numpy(np.float64)})
     keys = nominal.drop(columns=["weight"]).assign(sample=nominal["sample"].astype(str))
     out = part.merge(keys, on=["sample", "event_number"], how="inner")
     if len(out) != len(part):
-        log.warning("m = %g GeV: %d events of a weight variation are not in the nominal scores",
-                    mass, len(part) - len(out))
+        log.warning("%s: %d events of a weight variation are not in the nominal scores",
+                    points.describe(names, point), len(part) - len(out))
     return out
 
 
-def discriminant(scores: pd.DataFrame, method: str, mass: float) -> np.ndarray | None:
+def discriminant(scores: pd.DataFrame, method: str, mass: Hypothesis,
+                 window: list[str] | None = None) -> np.ndarray | None:
     """The values a method's templates bin: the PNN score, the window variable folded around
-    the hypothesis (-|x - m|, a folded bump hunt), or the exact log-likelihood ratio."""
+    the hypothesis (-|x - m|, a folded bump hunt; with several parameters the box of
+    :func:`pnn.stats.evaluate.window_discriminant` over the ``window`` columns), or the exact
+    log-likelihood ratio."""
     if method == "pnn":
         return scores["score"].to_numpy(np.float64)
-    if method == "window" and "window" in scores:
-        return -np.abs(scores["window"].to_numpy(np.float64) - mass)
+    point = points.as_point(mass)
+    if method == "window":
+        columns = window or (["window"] if len(point) == 1 else
+                             [c for c in scores.columns if str(c).startswith("window_")])
+        if len(columns) != len(point) or not all(c in scores for c in columns):
+            return None
+        from pnn.stats.evaluate import window_discriminant
+
+        return window_discriminant(scores[columns].to_numpy(np.float64), point)
     if method == "optimal" and "llr" in scores:
         return scores["llr"].to_numpy(np.float64)
     return None
@@ -244,14 +309,16 @@ def _hist(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[n
     return templates.counts_variances(values, weights, edges)
 
 
-def sample_templates(cfg: Config, method: str, mass: float, nominal: pd.DataFrame,
+def sample_templates(cfg: Config, method: str, mass: Hypothesis, nominal: pd.DataFrame,
                      varied: dict[str, pd.DataFrame], edges: np.ndarray) -> list[SampleTemplate]:
-    """One template per background sample and one for the signal at ``mass``, with every
-    systematic's variations (a sample a variation does not touch keeps its nominal)."""
+    """One template per background sample and one for the signal at ``mass`` (a point),
+    with every systematic's variations (a sample a variation does not touch keeps its
+    nominal)."""
     groups: dict[str, tuple[bool, np.ndarray]] = {"signal": (True, nominal["label"].to_numpy() == 1)}
     for name in sorted(nominal.loc[nominal["label"] == 0, "sample"].unique()):
         groups[name] = (False, (nominal["sample"] == name).to_numpy() & (nominal["label"] == 0).to_numpy())
-    x = discriminant(nominal, method, mass)
+    window = window_columns(cfg)
+    x = discriminant(nominal, method, mass, window)
     w = nominal["weight"].to_numpy(np.float64)
     out = []
     for name, (is_signal, sel) in groups.items():
@@ -269,7 +336,7 @@ def sample_templates(cfg: Config, method: str, mass: float, nominal: pd.DataFram
                 tpl.factors[syst.name] = (up, down)
             elif syst.type in ("weight", "tree"):
                 sides = [_side_counts(varied.get(f"{syst.name}__{s}"), method, mass, name,
-                                      is_signal, edges) for s in ("up", "down")]
+                                      is_signal, edges, window) for s in ("up", "down")]
                 if sides[0] is None:
                     continue
                 tpl.variations[syst.name] = (sides[0], sides[1])
@@ -277,13 +344,14 @@ def sample_templates(cfg: Config, method: str, mass: float, nominal: pd.DataFram
     return out
 
 
-def _side_counts(table: pd.DataFrame | None, method: str, mass: float, name: str,
-                 is_signal: bool, edges: np.ndarray) -> np.ndarray | None:
+def _side_counts(table: pd.DataFrame | None, method: str, mass: Hypothesis, name: str,
+                 is_signal: bool, edges: np.ndarray,
+                 window: list[str] | None = None) -> np.ndarray | None:
     if table is None:
         return None
     sel = (table["label"] == 1) if is_signal else ((table["label"] == 0) & (table["sample"] == name))
     part = table[sel.to_numpy()]
-    x = discriminant(part, method, mass)
+    x = discriminant(part, method, mass, window)
     if x is None:
         return None
     return _hist(x, part["weight"].to_numpy(np.float64), edges)[0]
@@ -303,18 +371,20 @@ def _mu_max(cfg: Config, samples: list[SampleTemplate]) -> float:
     return float(max(1.0, 10 ** math.ceil(math.log10(20 * rough))))
 
 
-# --- one mass -----------------------------------------------------------------------------------
+# --- one point ----------------------------------------------------------------------------------
 
-def _nominal_scores(cfg: Config, mass: float, model_id: str) -> tuple[pd.DataFrame, str]:
-    """The scores of ``pnn evaluate`` at ``mass``, once its metrics are checked current."""
+def _nominal_scores(cfg: Config, mass: Hypothesis, model_id: str) -> tuple[pd.DataFrame, str]:
+    """The scores of ``pnn evaluate`` at ``mass`` (a point), once its metrics are checked
+    current."""
     from pnn.stats.evaluate import metrics_path, scores_path
 
-    mpath = metrics_path(cfg.run_dir, mass)
-    fix = f"{cfg.command('evaluate')} --mass {mass:g}"
+    names, point = cfg.parameters, points.as_point(mass)
+    mpath = metrics_path(cfg.run_dir, point, names)
+    fix = f"{cfg.command('evaluate')} {_option(names, point)}"
     meta = read_json(mpath, fix)
     rec = provenance.require(cfg, "evaluate", meta.get(provenance.KEY), f"'{mpath}'",
                              inputs={"model": model_id}, fix=fix)
-    spath = scores_path(cfg.run_dir, mass)
+    spath = scores_path(cfg.run_dir, point, names)
     if not spath.is_file():
         raise PnnError(f"'{spath}' is missing: rerun '{fix}'")
     try:
@@ -325,9 +395,9 @@ def _nominal_scores(cfg: Config, mass: float, model_id: str) -> tuple[pd.DataFra
 
 @dataclass
 class Prepared:
-    """One mass and method, ready to fit: its templates and workspace spec."""
+    """One point and method, ready to fit: its templates and workspace spec."""
 
-    mass: float
+    point: tuple[float, ...]
     method: str
     trained: bool
     edges: np.ndarray
@@ -337,43 +407,50 @@ class Prepared:
     xsec_fb: float | None
     seconds: float
 
+    @property
+    def mass(self) -> float | None:
+        """The mass of a one-parameter search (None with several parameters)."""
+        return self.point[0] if len(self.point) == 1 else None
 
-def prepare_mass(cfg: Config, mass: float, models: FoldModels, model_id: str,
-                 inputs: dict[str, tuple[pd.DataFrame, str]], toy_samples: bool,
+
+def prepare_mass(cfg: Config, mass: Hypothesis, models: FoldModels, model_id: str,
+                 inputs: dict[str, tuple[pd.DataFrame, str]], toy_samples: str | bool,
                  methods: list[str]) -> tuple[list[Prepared], dict]:
-    """Templates and workspace specs of every method at ``mass``, and the provenance record
-    its outputs will carry."""
-    nominal, scores_id = _nominal_scores(cfg, mass, model_id)
+    """Templates and workspace specs of every method at ``mass`` (a point), and the
+    provenance record its outputs will carry. ``toy_samples``: the toy generator, or False."""
+    names, point = cfg.parameters, points.as_point(mass)
+    nominal, scores_id = _nominal_scores(cfg, point, model_id)
     reweighted = {f"{s.name}__{side}" for s in cfg.limits.systematics if s.type == "weight"
                   for side in ("up", "down")}
     unique = not nominal.duplicated(["sample", "event_number"]).any()
-    extra = {name: (_reweight(nominal, table, mass) if name in reweighted and unique
-                    else score_events(cfg, models, table, mass, toy_samples))
+    extra = {name: (_reweight(nominal, table, point, names) if name in reweighted and unique
+                    else score_events(cfg, models, table, point, toy_samples))
              for name, (table, _) in inputs.items()}
     data = extra.pop("data", None)
-    trained = bool(mass_mask(np.asarray(models.trained_masses), mass).any())
+    window = window_columns(cfg)
+    trained = bool(points.mask(np.asarray(models.trained_points, dtype=np.float64), point).any())
     unblind = cfg.limits.observed and data is not None
     signal_yield = float(nominal.loc[nominal["label"] == 1, "weight"].sum())
     xsec = signal_yield / cfg.luminosity if cfg.luminosity else None
     out = []
     for method in methods:
-        x = discriminant(nominal, method, mass)
+        x = discriminant(nominal, method, point, window)
         if x is None:
             continue
         start = time.perf_counter()
         edges = _edges(cfg, method, x, nominal)
-        samples = sample_templates(cfg, method, mass, nominal, extra, edges)
+        samples = sample_templates(cfg, method, point, nominal, extra, edges)
         bkg = sum(t.counts for t in samples if not t.is_signal)
         if not np.any(np.asarray(bkg) > 0):
-            raise PnnError(f"m = {mass:g} GeV: the background template of '{method}' is empty: "
-                           "check the background samples and the selection")
+            raise PnnError(f"{points.describe(names, point)}: the background template of "
+                           f"'{method}' is empty: check the background samples and the selection")
         obs = None
         if unblind:
-            dx = discriminant(data, method, mass)  # type: ignore[arg-type]
+            dx = discriminant(data, method, point, window)  # type: ignore[arg-type]
             obs = _hist(dx, np.ones(len(dx)), edges)[0] if dx is not None else None
         spec = build_spec(samples, observations=obs, staterror=cfg.limits.staterror,
                           mu_max=_mu_max(cfg, samples))
-        out.append(Prepared(mass, method, trained, edges, samples, spec, obs, xsec,
+        out.append(Prepared(point, method, trained, edges, samples, spec, obs, xsec,
                             time.perf_counter() - start))
     record = provenance.record(cfg, "limits", {"model": model_id, "scores": scores_id, **{
         f"inputs:{n}": i for n, (_, i) in inputs.items()}})
@@ -396,10 +473,11 @@ def fit(spec: dict, observations: np.ndarray | None, cl: float, scan: bool) -> d
     return out
 
 
-def write_mass(cfg: Config, mass: float, prepared: list[Prepared], fits: list[dict],
+def write_mass(cfg: Config, mass: Hypothesis, prepared: list[Prepared], fits: list[dict],
                record: dict) -> list[LimitRow]:
-    """Publish one mass together: limits.json, the workspaces and the PNN's plots."""
-    label = mass_label(mass)
+    """Publish one point together: limits.json, the workspaces and the PNN's plots."""
+    names, point = cfg.parameters, points.as_point(mass)
+    label = mass_label(point, names)
     rows = []
     with task_lock(cfg.run_dir, f"limits-{label}"), \
             Staging(limits_dir(cfg.run_dir), label) as staged:
@@ -408,32 +486,36 @@ def write_mass(cfg: Config, mass: float, prepared: list[Prepared], fits: list[di
             values = [band.minus2, band.minus1, band.median, band.plus1, band.plus2]
             xsec = p.xsec_fb
             rows.append(LimitRow(
-                mass=mass, method=p.method, trained=p.trained,
+                point=points.as_dict(names, point), method=p.method, trained=p.trained,
                 **dict(zip(KEYS, values, strict=True)), observed=f["observed"], xsec_fb=xsec,
                 **{f"{k}_fb": (v * xsec if xsec else None) for k, v in zip(KEYS, values, strict=True)},
                 observed_fb=f["observed"] * xsec if f["observed"] is not None and xsec else None,
                 p0=f["p0"], significance=f["z"], bins=len(p.edges) - 1, status="ok",
                 seconds=p.seconds + f["seconds"]))
-            write_json(staged.path(workspace_name(p.method, mass)), p.spec)
+            write_json(staged.path(workspace_name(p.method, point, names)), p.spec)
             if f["scan"] is not None:
-                _plots(staged, p, f, cfg.limits.cl)
+                _plots(staged, p, f, cfg.limits.cl, names)
         write_json(staged.path(f"{label}/limits.json"),
-                   {"rows": [asdict(r) for r in rows], provenance.KEY: record})
+                   {"rows": [r.record() for r in rows], provenance.KEY: record})
         staged.publish(last=[f"{label}/limits.json"])
+    where = points.describe(names, point)
     for r in rows:
-        log.info("m = %g GeV, %s: expected limit on mu %.4g [%.4g, %.4g]", mass, r.method,
+        log.info("%s, %s: expected limit on mu %.4g [%.4g, %.4g]", where, r.method,
                  r.expected, r.expected_minus1, r.expected_plus1)
     return rows
 
 
-def _plots(staged: Staging, p: Prepared, f: dict, cl: float) -> None:
-    label = mass_label(p.mass)
-    title = f"m = {p.mass:g} GeV" + ("" if p.trained else " (not trained on)")
+def _plots(staged: Staging, p: Prepared, f: dict, cl: float,
+           names: list[str] | None = None) -> None:
+    names = _names(names)
+    label = mass_label(p.point, names)
+    where = points.describe(names, p.point)
+    title = where + ("" if p.trained else " (not trained on)")
     signal = next(t for t in p.samples if t.is_signal)
     plots.stacked_templates(
         p.edges, {t.name: (t.counts, t.variances) for t in p.samples if not t.is_signal},
         (signal.counts, signal.variances), staged.path(f"{label}/templates.png"),
-        signal_label=f"signal, m = {p.mass:g} GeV (mu = 1)", data=p.observations, title=title)
+        signal_label=f"signal, {where} (mu = 1)", data=p.observations, title=title)
     scan = f["scan"]
     plots.cls_scan(scan["mu"], scan["median"], staged.path(f"{label}/cls.png"),
                    bands={k: scan[k] for k in ("minus2", "minus1", "plus1", "plus2")},
@@ -442,105 +524,156 @@ def _plots(staged: Staging, p: Prepared, f: dict, cl: float) -> None:
 
 # --- the stage ----------------------------------------------------------------------------------
 
-def limit_masses(cfg: Config) -> list[float]:
-    """Masses with evaluation outputs (restricted to ``limits.masses`` when set)."""
-    found = sorted(float(p.parent.name[1:]) for p in
-                   (cfg.run_dir / "evaluate").glob("m*/metrics.json"))
-    if cfg.limits.masses:
-        missing = [m for m in cfg.limits.masses if not any(abs(m - f) < 1e-6 for f in found)]
+def _evaluated_points(cfg: Config) -> list[tuple[float, ...]]:
+    """Every point with an evaluation folder (``evaluate/<label>/metrics.json``)."""
+    found = (points.from_label(p.parent.name, cfg.parameters)
+             for p in (cfg.run_dir / "evaluate").glob("*/metrics.json"))
+    return sorted({p for p in found if p is not None and all(np.isfinite(p))})
+
+
+def _among(point: tuple[float, ...], pool: list[tuple[float, ...]]) -> bool:
+    return bool(pool) and bool(points.mask(np.asarray(pool, dtype=np.float64), point).any())
+
+
+def limit_masses(cfg: Config) -> list[Hypothesis]:
+    """Masses (points, with several parameters) with evaluation outputs, restricted to
+    ``limits.masses`` / ``limits.points`` when set."""
+    names = cfg.parameters
+    found = _evaluated_points(cfg)
+    wanted = cfg.limit_points()
+    if wanted:
+        missing = [w for w in wanted if not _among(w, found)]
         if missing:
-            raise PnnError(f"no evaluation at {missing[0]:g} GeV: run "
-                           f"'{cfg.command('evaluate')} --mass {missing[0]:g}' first")
-        return sorted(cfg.limits.masses)
+            m = missing[0]
+            where = f"{m[0]:g} GeV" if len(names) == 1 else points.describe(names, m)
+            raise PnnError(f"no evaluation at {where}: run "
+                           f"'{cfg.command('evaluate')} {_option(names, m)}' first")
+        return [_public(w) for w in wanted]
     if not found:
-        raise PnnError(f"no evaluated mass: run '{cfg.command('evaluate')}' first")
-    return found
+        what = "mass" if len(names) == 1 else "point"
+        raise PnnError(f"no evaluated {what}: run '{cfg.command('evaluate')}' first")
+    return [_public(f) for f in found]
 
 
-def run_limits(cfg: Config, masses: list[float] | None = None,
+def limit_points(cfg: Config) -> list[tuple[float, ...]]:
+    """:func:`limit_masses` as points (tuples), whatever the number of parameters."""
+    return [points.as_point(m) for m in limit_masses(cfg)]
+
+
+def run_limits(cfg: Config, masses: list[Hypothesis] | None = None,
                methods: list[str] | None = None) -> list[LimitRow]:
-    """Limits for every mass (or ``masses``), then the collected table and the Brazil plot.
+    """Limits for every point (or ``masses``: floats for a lone mass, tuples for several
+    parameters), then the collected table and the Brazil plots.
 
     The main process scores and builds templates while ``limits.jobs`` worker processes fit;
-    each mass is published as soon as all its methods are fitted. A mass that fails (an empty
-    background template, say) is reported and the others still finish.
+    each point is published as soon as all its methods are fitted. A point that fails (an
+    empty background template, say) is reported and the others still finish.
     """
     from pnn.learn.model import FoldModels
     from pnn.learn.train import require_model
 
+    names = cfg.parameters
     model_id = require_model(cfg, check_files=False)
     models = FoldModels.load(cfg.run_dir)
     meta = read_json(cfg.run_dir / "events.json", cfg.command("ingest"))
-    toy_samples = bool(meta.get("toy"))
+    toy_samples = meta.get("toy") or False  # the generator of an embedded toy
     methods = [m for m in (methods or cfg.limits.methods) if m != "optimal" or toy_samples]
-    targets = masses or limit_masses(cfg)
+    targets = [points.as_point(m) for m in masses] if masses else limit_points(cfg)
     sweep(limits_dir(cfg.run_dir))
     inputs = read_inputs(cfg)
     rows: list[LimitRow] = []
-    failed: list[tuple[float, str]] = []
-    pending: dict[float, tuple[list[Prepared], dict, list[Future]]] = {}
+    failed: list[tuple[tuple[float, ...], str]] = []
+    pending: dict[tuple[float, ...], tuple[list[Prepared], dict, list[Future]]] = {}
+    alone = len(targets) == 1
     with process_pool(min(cfg.limits.jobs, len(targets) * len(methods)), blas_threads=1) as pool:
-        for i, m in enumerate(targets, 1):
-            log.info("templates at %g GeV (%d/%d)", m, i, len(targets))
+        for i, pt in enumerate(targets, 1):
+            log.info("templates at %s (%d/%d)", points.describe(names, pt), i, len(targets))
             try:
-                prepared, record = prepare_mass(cfg, m, models, model_id, inputs, toy_samples,
+                prepared, record = prepare_mass(cfg, pt, models, model_id, inputs, toy_samples,
                                                 methods)
             except PnnError as exc:
-                _failed(m, exc, failed, alone=len(targets) == 1)
+                _failed(pt, exc, failed, alone=alone, names=names)
                 continue
             futures = [pool.submit(fit, p.spec, p.observations, cfg.limits.cl, p.method == "pnn")
                        for p in prepared]
-            pending[m] = (prepared, record, futures)
-        for m, (prepared, record, futures) in pending.items():
+            pending[pt] = (prepared, record, futures)
+        for pt, (prepared, record, futures) in pending.items():
             try:
                 fits = [fut.result() for fut in futures]
             except PnnError as exc:
-                _failed(m, exc, failed, alone=len(targets) == 1)
+                _failed(pt, exc, failed, alone=alone, names=names)
                 continue
-            rows += write_mass(cfg, m, prepared, fits, record)
+            rows += write_mass(cfg, _public(pt), prepared, fits, record)
     if masses is None:
         collect(cfg)
     if failed:
-        raise PnnError(f"limits failed at {len(failed)} mass(es), first {failed[0][0]:g} GeV: "
-                       f"{failed[0][1]}")
+        first, why = failed[0]
+        if len(names) == 1:
+            raise PnnError(f"limits failed at {len(failed)} mass(es), first {first[0]:g} GeV: "
+                           f"{why}")
+        raise PnnError(f"limits failed at {len(failed)} point(s), first "
+                       f"{points.describe(names, first)}: {why}")
     return rows
 
 
-def _failed(mass: float, exc: PnnError, failed: list[tuple[float, str]], *, alone: bool) -> None:
-    """A mass that fails stops the command when it is the only one; otherwise it is logged
-    and the other masses go on (the command still ends with an error naming it)."""
+def _failed(mass: Hypothesis, exc: PnnError, failed: list[tuple[tuple[float, ...], str]], *,
+            alone: bool, names: list[str] | None = None) -> None:
+    """A point that fails stops the command when it is the only one; otherwise it is logged
+    and the other points go on (the command still ends with an error naming it)."""
     if alone:
         raise exc
-    log.error("m = %g GeV: %s", mass, exc)
-    failed.append((mass, str(exc)))
+    point = points.as_point(mass)
+    log.error("%s: %s", points.describe(_names(names), point), exc)
+    failed.append((point, str(exc)))
+
+
+def _key(row: dict, names: list[str]) -> tuple[float, ...]:
+    return tuple(float(row[n]) for n in names)
 
 
 def collected(cfg: Config) -> list[dict]:
-    """Every per-mass limits.json, each checked to come from the current model and settings."""
+    """Every per-point limits.json, each checked to come from the current model and settings."""
     from pnn.learn.train import require_model
 
+    names = cfg.parameters
     model_id = require_model(cfg, check_files=False)
     rows = []
-    for path in sorted(limits_dir(cfg.run_dir).glob("m*/limits.json")):
+    for path in sorted(limits_dir(cfg.run_dir).glob("*/limits.json")):
+        if points.from_label(path.parent.name, names) is None:
+            continue
         meta = read_json(path, cfg.command("limits"))
         provenance.require(cfg, "limits", meta.get(provenance.KEY), f"'{path}'",
                            inputs={"model": model_id})
         rows += meta["rows"]
-    if cfg.limits.masses:
-        rows = [r for r in rows if any(abs(r["mass"] - m) < 1e-6 for m in cfg.limits.masses)]
-    return sorted(rows, key=lambda r: (r["mass"], METHODS.index(r["method"])))
+    wanted = cfg.limit_points()
+    if wanted:
+        rows = [r for r in rows if _among(_key(r, names), wanted)]
+    return sorted(rows, key=lambda r: (_key(r, names), METHODS.index(r["method"])))
 
 
 COLUMNS = ["mass", "method", "trained", *KEYS, "observed", "xsec_fb", *(f"{k}_fb" for k in KEYS),
            "observed_fb", "p0", "significance", "bins", "status"]
 
 
+def columns(names: list[str] | None = None) -> list[str]:
+    """The columns of limits.csv/json: one per parameter ('mass' alone), then the limits."""
+    return [*_names(names), *COLUMNS[1:]]
+
+
+def parameter_columns(table: pd.DataFrame) -> list[str]:
+    """The parameter columns of a limits table (every column before 'method')."""
+    cols = list(table.columns)
+    return cols[:cols.index("method")]
+
+
 def collect(cfg: Config) -> pd.DataFrame:
-    """limits.json and limits.csv (one row per mass and method) and the Brazil plots."""
+    """limits.json and limits.csv (one row per point and method) and the Brazil plots: one
+    for a lone mass, one per slice of the other parameters (against the first) for several."""
     rows = collected(cfg)
     if not rows:
         raise PnnError(f"no limits in '{limits_dir(cfg.run_dir)}': run '{cfg.command('limits')}'")
-    table = pd.DataFrame(rows)[COLUMNS]
+    names = cfg.parameters
+    table = pd.DataFrame(rows)[columns(names)]
     out = limits_dir(cfg.run_dir)
     with task_lock(cfg.run_dir, "limits-collect"), Staging(out, "collect") as staged:
         table.to_csv(staged.path("limits.csv"), index=False)
@@ -550,19 +683,38 @@ def collect(cfg: Config) -> pd.DataFrame:
         for unit, suffix in (("mu", ""), ("fb", "_fb")):
             if unit == "fb" and table["xsec_fb"].isna().all():
                 continue
-            _brazil(table, staged.path(f"brazil{suffix}.png"), unit, suffix)
+            for tag, title, part in _slices(table, names):
+                _brazil(part, staged.path(f"brazil{tag}{suffix}.png"), unit, suffix,
+                        x=names[0], title=title)
         write_json(staged.path("limits.provenance.json"), provenance.record(cfg, "limits"))
         staged.publish(last=["limits.json"])
     return table
 
 
-def comparison(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per mass: the expected median limit of each method, and the PNN's limit over
+def _slices(table: pd.DataFrame, names: list[str]) -> list[tuple[str, str, pd.DataFrame]]:
+    """(file tag, title, rows) of each Brazil plot: the whole table for one parameter; with
+    several, the rows of each value of the other parameters, drawn against the first
+    (``_mY300`` and 'mY = 300 GeV')."""
+    if len(names) == 1:
+        return [("", "", table)]
+    rest = names[1:]
+    out = []
+    for values, part in table.groupby(rest, sort=True):
+        fixed = tuple(float(v) for v in (values if isinstance(values, tuple) else (values,)))
+        out.append((f"_{points.label(rest, fixed)}", points.describe(rest, fixed), part))
+    return out
+
+
+def comparison(table: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
+    """One row per point: the expected median limit of each method, and the PNN's limit over
     the window's and the optimum's (below 1: the PNN sets the stronger limit)."""
-    wide = table.pivot(index="mass", columns="method", values="expected")
-    out = pd.DataFrame({"mass": wide.index,
-                        "trained": table[table["method"] == "pnn"].set_index("mass")
-                        .reindex(wide.index)["trained"].astype(bool).to_numpy()})
+    names = list(names or parameter_columns(table))
+    wide = table.pivot(index=names, columns="method", values="expected")
+    index = wide.index
+    out = index.to_frame(index=False) if isinstance(index, pd.MultiIndex) else \
+        pd.DataFrame({names[0]: index.to_numpy()})
+    out["trained"] = (table[table["method"] == "pnn"].set_index(names).reindex(index)["trained"]
+                      .astype(bool).to_numpy())
     for m in METHODS:
         if m in wide:
             out[f"expected_{m}"] = wide[m].to_numpy()
@@ -573,26 +725,28 @@ def comparison(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _brazil(table: pd.DataFrame, path: Path, unit: str, suffix: str) -> None:
-    pnn_rows = table[table["method"] == "pnn"].sort_values("mass")
+def _brazil(table: pd.DataFrame, path: Path, unit: str, suffix: str, *, x: str = "mass",
+            title: str = "") -> None:
+    pnn_rows = table[table["method"] == "pnn"].sort_values(x)
     if pnn_rows.empty:
         return
-    masses = pnn_rows["mass"].to_numpy(np.float64)
+    masses = pnn_rows[x].to_numpy(np.float64)
     band = {k.replace("expected_", "").replace("expected", "median"): pnn_rows[k + suffix]
             .to_numpy(np.float64) for k in KEYS}
     others = {}
     for method in ("window", "optimal"):
-        rows = table[table["method"] == method].set_index("mass")
+        rows = table[table["method"] == method].set_index(x)
         if not rows.empty:
             others[method] = rows.reindex(masses)["expected" + suffix].to_numpy(np.float64)
     observed = pnn_rows["observed" + suffix]
     plots.brazil(masses, others, band, pnn_rows["trained"].to_numpy(bool), path,
                  observed=None if observed.isna().all() else observed.to_numpy(np.float64),
-                 unit=unit)
+                 unit=unit, title=title)
 
 
-def summary_columns(cfg: Config) -> dict[float, dict[str, float]]:
-    """Expected median limits per mass and method for the report, when current limits exist."""
+def summary_columns(cfg: Config) -> dict[Hypothesis, dict[str, float]]:
+    """Expected median limits per point and method for the report, when current limits
+    exist: keyed by mass (a float) for one parameter, by point (a tuple) for several."""
     if not (limits_dir(cfg.run_dir) / "limits.json").is_file():
         return {}
     try:
@@ -600,7 +754,8 @@ def summary_columns(cfg: Config) -> dict[float, dict[str, float]]:
     except PnnError as exc:
         log.warning("limits are not shown in the summary: %s", exc)
         return {}
-    out: dict[float, dict[str, float]] = {}
+    names = cfg.parameters
+    out: dict[Hypothesis, dict[str, float]] = {}
     for r in rows:
-        out.setdefault(r["mass"], {})[f"limit_{r['method']}"] = r["expected"]
+        out.setdefault(_public(_key(r, names)), {})[f"limit_{r['method']}"] = r["expected"]
     return out

@@ -213,3 +213,43 @@ def test_forced_apply_tasks_may_overwrite_their_outputs(small_toy) -> None:
     lines = tasks_of(small_toy, "apply", *files, "--force")
     assert lines and all(line.endswith(" --force") for line in lines)
     assert not any("--force" in line for line in tasks_of(small_toy, "apply", *files))
+
+
+def test_two_parameter_evaluate_and_limits_go_one_task_per_point(tmp_path) -> None:
+    grid = [(1000, 300), (1000, 500), (1500, 300)]
+    raw = {"name": "xy", "output_dir": str(tmp_path / "runs"), "parameters": ["mX", "mY"],
+           "samples": {"signal": [{"name": f"X{x}_Y{y}", "files": str(tmp_path / "s.root"),
+                                   "tree": f"X{x}_Y{y}", "parameters": {"mX": x, "mY": y}}
+                                  for x, y in grid],
+                       "background": [{"name": "qcd", "files": str(tmp_path / "b.root"),
+                                       "tree": "qcd"}]},
+           "features": ["Mjj4", "Mjj2"]}
+    config = tmp_path / "xy.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    c = config.resolve()
+    labels = ["mX1000_mY300", "mX1000_mY500", "mX1500_mY300"]
+    assert tasks_of(config, "evaluate") == [f"pnn evaluate {c} --point {lab}" for lab in labels]
+    assert tasks_of(config, "limits", "--point", "mX=1500,mY=300", "--point", "1000,500") == [
+        f"pnn limits {c} --point mX1000_mY500", f"pnn limits {c} --point mX1500_mY300"]
+    spec = json.loads((jobs.JobDir.of(load_config(config), "limits").files(dry_run=True)
+                       / "job.json").read_text())
+    assert [t["label"] for t in spec["tasks"]] == ["mX1000_mY500", "mX1500_mY300"]
+    assert spec["tasks"][0]["outputs"] == [
+        str(load_config(config).run_dir.resolve() / "limits" / "mX1000_mY500" / "limits.json")]
+    # the points limits.points asks for, else evaluation.points, else every signal point
+    raw["limits"] = {"points": [{"mX": 1000, "mY": 500}]}
+    raw["evaluation"] = {"points": [{"mX": 1500, "mY": 300}]}
+    config.write_text(yaml.safe_dump(raw))
+    assert tasks_of(config, "limits") == [f"pnn limits {c} --point mX1000_mY500"]
+    assert tasks_of(config, "evaluate") == [f"pnn evaluate {c} --point mX1500_mY300"]
+    for args, words in ((("evaluate", "--mass", "1000"), "--mass is for a lone mass"),
+                        (("evaluate", "--point", "mX=1000,mY=500"), "is not one of the evaluation"),
+                        (("train", "--point", "mX1500_mY300"), "--point goes with stages")):
+        res = CliRunner().invoke(main, ["submit", str(config), *args, "--dry-run"])
+        assert res.exit_code == 2 and words in res.output, res.output
+
+
+def test_one_parameter_points_are_masses(small_toy) -> None:
+    c = small_toy.resolve()
+    assert tasks_of(small_toy, "limits", "--point", "m750", "--mass", "500") == [
+        f"pnn limits {c} --mass 500", f"pnn limits {c} --mass 750"]
