@@ -21,18 +21,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 STUB = """\
 #!/bin/bash
-# stand-in for pnn: VERB CONFIG [--mass M]; writes what the verb would write
+# stand-in for pnn: VERB CONFIG [--point mM]; writes what the verb would write
 verb=$1; shift 2
 run={run}
 echo "$verb $*" >> {calls}
-if [ "$verb" = evaluate ] && [ "$1" = --mass ]; then
-    if [ "$2" = "{bad}" ]; then
-        echo "pnn: error: mass $2 GeV is not one of the evaluation masses: pick another" >&2
+if [ "$verb" = evaluate ] && [ "$1" = --point ]; then
+    if [ "$2" = "m{bad}" ]; then
+        echo "pnn: error: mass ${{2#m}} GeV is not one of the evaluation masses: pick another" >&2
         exit 2
     fi
-    mkdir -p "$run/evaluate/m$2" && echo "{{\\"mass\\": $2}}" > "$run/evaluate/m$2/metrics.json"
-elif [ "$verb" = limits ] && [ "$1" = --mass ]; then
-    mkdir -p "$run/limits/m$2" && echo "{{\"mass\": $2}}" > "$run/limits/m$2/limits.json"
+    mkdir -p "$run/evaluate/$2" && echo "{{\\"mass\\": ${{2#m}}}}" > "$run/evaluate/$2/metrics.json"
+elif [ "$verb" = limits ] && [ "$1" = --point ]; then
+    mkdir -p "$run/limits/$2" && echo "{{\"mass\": ${{2#m}}}}" > "$run/limits/$2/limits.json"
 elif [ "$verb" = report ]; then
     for f in "$run"/evaluate/m*/metrics.json; do
         basename "$(dirname "$f")"
@@ -84,7 +84,7 @@ def test_evaluate_one_mass_keeps_its_metrics_and_report_sees_it(project: dict) -
     again = _make(project, "evaluate-750")
     assert again.returncode == 0 and "is up to date" in again.stdout
     assert snapshot(run) == before and leftovers(run) == []
-    assert project["calls"].read_text().splitlines() == ["evaluate --mass 750", "evaluate --mass 1000"]
+    assert project["calls"].read_text().splitlines() == ["evaluate --point m750", "evaluate --point m1000"]
 
     assert _make(project, "report").returncode == 0
     assert sorted((run / "summary.json").read_text().split()) == ["m1000", "m750"]
@@ -111,6 +111,6 @@ def test_limits_of_one_mass_keep_their_file(project: dict) -> None:
     assert (run / "limits" / "m750" / "limits.json").is_file(), res.stdout
     assert (run / "evaluate" / "m750" / "metrics.json").is_file()
     assert "rm " not in res.stdout
-    assert "limits --mass 750" in project["calls"].read_text()
+    assert "limits --point m750" in project["calls"].read_text()
     res = _make(project, "limits-750")  # up to date: nothing runs again
-    assert project["calls"].read_text().count("limits --mass 750") == 1
+    assert project["calls"].read_text().count("limits --point m750") == 1
