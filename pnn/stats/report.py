@@ -124,8 +124,12 @@ def _fmt(v) -> str:
 def markdown(table: pd.DataFrame) -> str:
     """The summary as a Markdown table; a value with a known uncertainty reads 'value ± err'."""
     shown = [c for c in table.columns if not (c.endswith(ERR) and c[:-len(ERR)] in table)]
+    cols = list(table.columns)
+    keys = set(cols[:cols.index("trained")]) if "trained" in cols else set()  # the parameters
 
     def cell(row: dict, col: str) -> str:
+        if col in keys and isinstance(row[col], float) and not math.isnan(row[col]):
+            return f"{row[col]:g}"
         err = row.get(col + ERR)
         if isinstance(err, float) and not math.isnan(err) and not math.isnan(row[col]):
             return f"{_fmt(row[col])} ± {err:.2g}"
@@ -177,7 +181,8 @@ def report(cfg: Config) -> Report:
     """Write summary.csv, summary.json, summary.png and report.html in the run directory."""
     table, warnings = collect(cfg)
     run = cfg.run_dir
-    paths = {"csv": run / "summary.csv", "json": run / "summary.json", "plot": run / "summary.png",
+    plot = run / ("summary.png" if len(cfg.parameters) == 1 else "heatmap_z_ratio.png")
+    paths = {"csv": run / "summary.csv", "json": run / "summary.json", "plot": plot,
              "html": run / "report.html"}
     with task_lock(run, "report"), Staging(run, "report") as staged:
         write_table(table, staged.path("summary"))
