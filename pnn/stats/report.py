@@ -181,7 +181,7 @@ def report(cfg: Config) -> Report:
     """Write summary.csv, summary.json, summary.png and report.html in the run directory."""
     table, warnings = collect(cfg)
     run = cfg.run_dir
-    plot = run / ("summary.png" if len(cfg.parameters) == 1 else "heatmap_z_ratio.png")
+    plot = run / ("summary.png" if len(cfg.parameters) == 1 else "heatmap_auc.png")
     paths = {"csv": run / "summary.csv", "json": run / "summary.json", "plot": plot,
              "html": run / "report.html"}
     with task_lock(run, "report"), Staging(run, "report") as staged:
