@@ -917,7 +917,7 @@ def write_markdown(cfg: Config, masses: list) -> Path:
                   f"network with {other_conditioning(cfg)} conditioning was trained with the "
                   f"same settings. Concat feeds the parameters beside the features; affine "
                   f"scales and shifts every hidden layer by functions of them{gap}.", "",
-                  markdown(_shown(conditioning_wide(cond), _parameter_columns(cond))), "",
+                  markdown(conditioning_wide(cond)), "",
                   f"- {conditioning_conclusion(cond)}", ""]
     path = out / "study.md"
     write_text(path, "\n".join(parts))
