@@ -425,7 +425,7 @@ def tune_verb(config: str, output_dir: str | None, workers: int | None, worker: 
 
 @main.group()
 def study() -> None:
-    """Physics validation: baselines, interpolation, detuning, feature importance.
+    """Physics validation: baselines, interpolation, detuning, feature importance, conditioning.
 
     Results go to <run>/study/: tables (CSV, JSON), plots and study.md. Networks already
     trained with the same config are reused, so an interrupted study resumes.
@@ -445,11 +445,14 @@ def _run_study(config: str, output_dir: str | None, which: str, jobs: int | None
     click.echo("wrote " + ", ".join(str(p) for p in res.paths))
 
 
-def _train_study(config: str, output_dir: str | None, kind: str, masses: tuple[float, ...],
+def _train_study(config: str, output_dir: str | None, kind: str, masses: tuple,
                  jobs: int | None) -> None:
+    from pnn.core import points
     from pnn.validate import study as pnn_study
 
-    names = pnn_study.train_some(_load(config, output_dir), kind, list(masses), jobs)
+    cfg = _load(config, output_dir)
+    wanted = [points.parse(str(m), cfg.parameters) for m in masses]
+    names = pnn_study.train_some(cfg, kind, wanted, jobs)
     click.echo(f"trained {len(names)} {kind} networks" + (f": {', '.join(names)}" if names else
                                                           " (all were already trained)"))
 
@@ -457,13 +460,14 @@ def _train_study(config: str, output_dir: str | None, kind: str, masses: tuple[f
 @study.command("interpolation")
 @config_arg
 @output_opt
-@click.option("--holdout", "holdouts", type=float, multiple=True,
-              help="Only train the PNN with this mass held out (repeatable), for batch jobs.")
+@click.option("--holdout", "holdouts", multiple=True,
+              help="Only train the PNN with this mass (or point: mX=1000,mY=300, or its name "
+                   "mX1000_mY300) held out (repeatable), for batch jobs.")
 @jobs_opt
 @_stage
-def study_interpolation(config: str, output_dir: str | None, holdouts: tuple[float, ...],
+def study_interpolation(config: str, output_dir: str | None, holdouts: tuple[str, ...],
                         jobs: int | None) -> None:
-    """Leave each interior mass out, compare with the full PNN and every baseline."""
+    """Leave each interior mass (point) out, compare with the full PNN and every baseline."""
     if holdouts:
         _train_study(config, output_dir, "holdout", holdouts, jobs)
     else:
@@ -499,6 +503,16 @@ def study_detuning(config: str, output_dir: str | None) -> None:
 def study_importance(config: str, output_dir: str | None) -> None:
     """Permutation importance of each feature (drop in AUC), per mass."""
     _run_study(config, output_dir, "importance", None)
+
+
+@study.command("conditioning")
+@config_arg
+@output_opt
+@jobs_opt
+@_stage
+def study_conditioning(config: str, output_dir: str | None, jobs: int | None) -> None:
+    """Train the PNN with the other conditioning (concat <-> affine), compare both at every point."""
+    _run_study(config, output_dir, "conditioning", jobs)
 
 
 @study.command("all")

@@ -1,1 +1,1 @@
-"""Physics validation: baselines, hold-outs, detuning and importance studies."""
+"""Physics validation: baselines, hold-outs, detuning, importance and conditioning studies."""
