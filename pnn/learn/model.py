@@ -116,6 +116,19 @@ def set_learning_rate(model: keras.Model, rate: float) -> None:
     model.optimizer.learning_rate = rate
 
 
+def restart_from(model: keras.Model, weights: list[np.ndarray]) -> None:
+    """Go back to ``weights`` after the training diverged: the optimizer's momenta are zeroed
+    and its moving averages (``training.ema``) set to those weights, since both may hold
+    NaN or infinities by then."""
+    model.set_weights(weights)
+    opt = model.optimizer
+    for v in getattr(opt, "momentums", None) or []:
+        v.assign(np.zeros(v.shape, dtype=v.dtype))
+    averages = getattr(opt, "_model_variables_moving_average", None) or []
+    for avg, var in zip(averages, model.trainable_variables, strict=False):
+        avg.assign(var)
+
+
 def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
     """Scores in [0, 1] for the rows of ``X``, in large batches."""
     if len(X) == 0:

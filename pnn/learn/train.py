@@ -38,6 +38,7 @@ from pnn.show import plots
 
 log = logging.getLogger(__name__)
 
+MAX_DIVERGENCES = 5  # restarts after a non-finite loss before a fold gives up
 VERSIONED = ("pnn", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "uproot", "awkward")
 
 
@@ -203,6 +204,7 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
     stop = EarlyStop(t.min_delta)
     best_weights = net.get_weights()
     stalled = 0  # epochs since the learning rate last dropped or the loss improved (plateau)
+    diverged = 0
     for epoch in range(t.epochs):
         lr = pnn_model.learning_rate(net)
         loss = run_epoch(net, x_train, train.y, train.w, bkg, prior, scaler, rng,
@@ -215,6 +217,20 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
                  t.epochs, loss, val_loss, lr)
         if on_epoch is not None:
             on_epoch(epoch + 1, val_loss)
+        if not (np.isfinite(loss) and np.isfinite(val_loss)):
+            diverged += 1
+            if t.schedule != "plateau" or diverged > MAX_DIVERGENCES:
+                log.warning("fold %d: the loss is not finite at epoch %d (training diverged): "
+                            "stopped at the best epoch %d; lower training.learning_rate",
+                            fold, epoch + 1, stop.best_epoch)
+                break
+            pnn_model.restart_from(net, best_weights)
+            pnn_model.set_learning_rate(net, lr * t.plateau_factor)
+            log.warning("fold %d: the loss is not finite at epoch %d (training diverged): back "
+                        "to the best weights (epoch %d) at learning rate %.3g", fold, epoch + 1,
+                        stop.best_epoch, lr * t.plateau_factor)
+            stalled = 0
+            continue
         if stop.update(epoch + 1, val_loss):
             best_weights = net.get_weights()
             stalled = 0

@@ -97,3 +97,24 @@ def test_inverse_time_schedule_records_the_decaying_rate(toy_events, tmp_path) -
                     / training.batch_size)
     assert rates[0] == pytest.approx(training.learning_rate)
     assert rates[1] == pytest.approx(training.learning_rate / (1 + 0.01 * steps), rel=1e-5)
+
+
+def test_a_diverging_fold_goes_back_to_its_best_weights_at_a_lower_rate(toy_events, tmp_path,
+                                                                       caplog) -> None:
+    cfg, events = toy_events
+    training = cfg.training.model_copy(update={
+        "schedule": "plateau", "learning_rate": 1.0e6, "momentum": 0.99, "plateau_factor": 0.01,
+        "patience": 30, "epochs": 8, "layers": [8], "batch_size": 256})
+    cfg = cfg.model_copy(update={"training": training})
+    with caplog.at_level("WARNING"):
+        res = pnn_train.train_fold(cfg, pnn_train.training_events(cfg, events), 0, tmp_path)
+    assert "training diverged" in caplog.text
+    hist = pd.read_csv(tmp_path / "fold0.history.csv")
+    assert not np.isfinite(hist["val_loss"]).all()  # it did diverge
+    rates = hist["learning_rate"].to_numpy()
+    assert rates[-1] < rates[0]  # each restart lowered the rate
+    assert np.isfinite(res.best_val_loss)
+    import keras
+
+    model = keras.saving.load_model(tmp_path / "fold0.keras", compile=False)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
