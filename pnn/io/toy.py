@@ -67,7 +67,6 @@ density at the injected mass; the background events do not change when a signal 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,7 +77,6 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from pnn.core import inputs
 from pnn.core.atomic import write_json
 from pnn.core.errors import PnnError
 from pnn.io import ntuple
@@ -224,6 +222,31 @@ def generate_signal(
     return out
 
 
+def sliced_gamma(rng: np.random.Generator, shape_scale: tuple[float, float], n: int,
+                 expected: float, negative_fraction: float = 0.0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` values of a Gamma(k, theta) drawn in :data:`SLICES` and their signed weights,
+    which add up to ``expected`` (sigma x L) and keep the weighted density exactly Gamma.
+
+    Within each slice the value is drawn by inverting the Gamma survival function, so the
+    slice sizes are exact; a ``negative_fraction`` of the events carry negative weights.
+    """
+    k, theta = shape_scale
+    sizes = [round(n * share) for _, _, share in SLICES]
+    sizes[0] = n - sum(sizes[1:])
+    values = np.empty(n)
+    weight = np.empty(n)
+    sign = np.where(rng.random(n) < negative_fraction, -1.0, 1.0)
+    start = 0
+    for (lo, hi, _), size in zip(SLICES, sizes, strict=True):
+        part = slice(start, start + size)
+        sf_lo, sf_hi = stats.gamma.sf([lo, hi], k, scale=theta)
+        values[part] = stats.gamma.isf(sf_hi + rng.random(size) * (sf_lo - sf_hi), k, scale=theta)
+        weight[part] = sign[part] * expected * (sf_lo - sf_hi) / sign[part].sum()
+        start += size
+    return values, weight
+
+
 def generate_background(
     rng: np.random.Generator, process: Process, n: int, luminosity: float, offset: int
 ) -> dict[str, np.ndarray]:
@@ -232,19 +255,8 @@ def generate_background(
     Within each slice the true M is drawn by inverting the Gamma survival function, so the
     slice sizes are exact.
     """
-    k, theta = process.mass
-    sizes = [round(n * share) for _, _, share in SLICES]
-    sizes[0] = n - sum(sizes[1:])
-    M = np.empty(n)
-    weight = np.empty(n)
-    sign = np.where(rng.random(n) < process.negative_fraction, -1.0, 1.0)
-    start = 0
-    for (lo, hi, _), size in zip(SLICES, sizes, strict=True):
-        part = slice(start, start + size)
-        sf_lo, sf_hi = stats.gamma.sf([lo, hi], k, scale=theta)
-        M[part] = stats.gamma.isf(sf_hi + rng.random(size) * (sf_lo - sf_hi), k, scale=theta)
-        weight[part] = sign[part] * process.xsec_fb * luminosity * (sf_lo - sf_hi) / sign[part].sum()
-        start += size
+    M, weight = sliced_gamma(rng, process.mass, n, process.xsec_fb * luminosity,
+                             process.negative_fraction)
     out = _draw_background(rng, process, M)
     out["EventNumber"] = _event_numbers(rng, n, offset)
     out["weight"] = weight
@@ -491,12 +503,6 @@ def write(output: str | Path, masses: list[float], signal_events: int, backgroun
 
 def is_toy_file(path: str | Path) -> bool:
     """True if ``path`` sits beside a manifest written by :func:`write` (never a URL)."""
-    if inputs.is_remote(path):
-        return False
-    manifest = Path(path).parent / MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        return json.loads(manifest.read_text()).get("generator") == "pnn.io.toy"
-    except (OSError, ValueError):
-        return False
+    from pnn.io import exact
+
+    return exact.generator_of(path) == "pnn.io.toy"

@@ -64,7 +64,6 @@ two points must differ by at least that much.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,7 +74,6 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from pnn.core import inputs
 from pnn.core.atomic import write_json
 from pnn.core.errors import PnnError
 from pnn.io import ntuple, toy
@@ -252,19 +250,8 @@ def generate_background(
     Within each slice M4 is drawn by inverting the Gamma survival function, so the slice
     sizes are exact; M2 is then drawn given M4, which keeps the weighted joint density.
     """
-    k, theta = process.mass
-    sizes = [round(n * share) for _, _, share in SLICES]
-    sizes[0] = n - sum(sizes[1:])
-    M4 = np.empty(n)
-    weight = np.empty(n)
-    sign = np.where(rng.random(n) < process.negative_fraction, -1.0, 1.0)
-    start = 0
-    for (lo, hi, _), size in zip(SLICES, sizes, strict=True):
-        part = slice(start, start + size)
-        sf_lo, sf_hi = stats.gamma.sf([lo, hi], k, scale=theta)
-        M4[part] = stats.gamma.isf(sf_hi + rng.random(size) * (sf_lo - sf_hi), k, scale=theta)
-        weight[part] = sign[part] * process.xsec_fb * luminosity * (sf_lo - sf_hi) / sign[part].sum()
-        start += size
+    M4, weight = toy.sliced_gamma(rng, process.mass, n, process.xsec_fb * luminosity,
+                                  process.negative_fraction)
     M2 = M4 * rng.gamma(process.pair[0], process.pair[1], size=n)
     out = _kinematics(rng, M4, M2, process.u, process.r, process.btag)
     out["EventNumber"] = _event_numbers(rng, n, offset)
@@ -337,12 +324,6 @@ def write(output: str | Path, points: Iterable[Iterable[float]], signal_events: 
 
 def is_toy2d_file(path: str | Path) -> bool:
     """True if ``path`` sits beside a manifest written by :func:`write` (never a URL)."""
-    if inputs.is_remote(path):
-        return False
-    manifest = Path(path).parent / MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        return json.loads(manifest.read_text()).get("generator") == GENERATOR
-    except (OSError, ValueError):
-        return False
+    from pnn.io import exact
+
+    return exact.generator_of(path) == GENERATOR
