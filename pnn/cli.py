@@ -200,12 +200,9 @@ def hypotheses(cfg: Config, masses: tuple[float, ...] = (), point_texts: tuple[s
     from pnn.core import points
 
     names = cfg.parameters
-    if masses and len(names) > 1:
-        raise PnnError(f"--mass is for a lone mass; the parameters are {', '.join(names)}: "
-                       "use --point " + ",".join(f"{n}=..." for n in names))
-    parsed = [points.parse(t, names) for t in point_texts]
+    parsed = points.requested(names, masses, point_texts)
     if len(names) == 1:
-        return sorted({*masses, *(p[0] for p in parsed)})
+        return sorted({p[0] for p in parsed})
     return sorted(set(parsed))
 
 
@@ -571,7 +568,7 @@ def apply(config: str, inputs: tuple[str, ...], masses: tuple[float, ...],
     from pnn.deploy import apply as pnn_apply
 
     cfg = load_config(config)
-    pnn_apply.check_mass_option(cfg.parameters, list(masses))
+    points.requested(cfg.parameters, masses, ())
     wanted = []
     for text in point_texts:
         try:

@@ -117,11 +117,7 @@ def split_train(cfg: Config, config: str, sel: Selection) -> list[Task]:
 
 def _requested(cfg: Config, sel: Selection) -> list[tuple[float, ...]]:
     """The points of ``--mass`` (a lone mass) and ``--point`` (any parameters)."""
-    names = cfg.parameters
-    if sel.masses and len(names) > 1:
-        raise PnnError(f"--mass is for a lone mass; the parameters are {', '.join(names)}: "
-                       "use --point " + ",".join(f"{n}=..." for n in names))
-    return [(float(m),) for m in sel.masses] + [points.parse(t, names) for t in sel.points]
+    return points.requested(cfg.parameters, sel.masses, sel.points)
 
 
 def _points(cfg: Config, sel: Selection, default: list[tuple[float, ...]],

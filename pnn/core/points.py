@@ -8,12 +8,15 @@ convex hull of the trained points in more (an irregular grid's bounding box is n
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from pnn.core.errors import PnnError
+
+log = logging.getLogger(__name__)
 
 Point = tuple[float, ...]
 TOLERANCE = 1e-3  # parameters are floats: values this close are the same point
@@ -198,3 +201,39 @@ def _on_line(pts: np.ndarray, trained: np.ndarray) -> np.ndarray:
     tp = (pts - a) @ direction
     off = np.linalg.norm((pts - a) - np.outer(tp, direction), axis=1)
     return (off < 1e-6) & (tp >= t.min() - 1e-9) & (tp <= t.max() + 1e-9)
+
+
+def requested(names: Sequence[str], masses: Sequence[float], texts: Sequence[str]) -> list[Point]:
+    """The points of the ``--mass`` (a lone mass only) and ``--point`` options."""
+    if masses and len(names) > 1:
+        raise PnnError(f"--mass is for a lone mass; the parameters are {', '.join(names)}: use "
+                       "--point " + ",".join(f"{n}=..." for n in names))
+    bad = [m for m in masses if not np.isfinite(m)]
+    if bad:
+        raise PnnError(f"--mass {bad[0]} is not a finite number: give mass hypotheses in GeV, "
+                       "e.g. --mass 750")
+    return [(float(m),) for m in masses] + [parse(t, names) for t in texts]
+
+
+def check_trained(names: Sequence[str], wanted: Sequence[Point], trained: Sequence[Point],
+                  allow_extrapolation: bool, action: str) -> None:
+    """Refuse hypotheses outside the trained range (one parameter) or the convex hull of the
+    trained points (several; their bounding box is not enough) unless ``allow_extrapolation``,
+    then warn about each. ``action`` ends the message: 'evaluate', 'score', ..."""
+    if not trained:
+        return
+    out = outside(wanted, trained)
+    tr = np.asarray(trained, dtype=np.float64).reshape(len(trained), -1)
+    lo, hi = tr.min(axis=0), tr.max(axis=0)
+    if len(names) == 1:
+        what = [f"mass {p[0]:g} GeV is outside the trained range {lo[0]:g}-{hi[0]:g} GeV"
+                for p in out]
+    else:
+        box = ", ".join(f"{n} {a:g}-{b:g}" for n, a, b in zip(names, lo, hi, strict=True))
+        what = [f"point {describe(names, p)} is outside the convex hull of the {len(tr)} "
+                f"trained points ({box} GeV)" for p in out]
+    if what and not allow_extrapolation:
+        raise PnnError(f"{what[0]}: the network was never shown it; pass --allow-extrapolation "
+                       f"to {action} anyway")
+    for line in what:
+        log.warning("%s: an extrapolation the network was never shown", line)

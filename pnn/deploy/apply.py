@@ -174,69 +174,12 @@ def _chunks(cfg: Config, models: FoldModels, job: _Job, masses: list, fill: floa
         yield score_chunk(cfg, models, objects.assemble(arrays, job.reading), masses, fill)
 
 
-def check_apply_masses(masses: list[float], trained: list[float],
-                       allow_extrapolation: bool) -> None:
-    """Refuse NaN or infinite mass hypotheses, and masses outside the ``trained`` range unless
-    ``allow_extrapolation``; then only warn, as ``pnn evaluate`` does. A model without a mass
-    input has no ``trained`` range."""
-    bad = [m for m in masses if not np.isfinite(m)]
-    if bad:
-        raise PnnError(f"--mass {bad[0]} is not a finite number: give mass hypotheses in GeV, "
-                       "e.g. --mass 750")
-    if not trained:
-        return
-    lo, hi = min(trained), max(trained)
-    outside = [m for m in masses if not lo - 1e-6 <= m <= hi + 1e-6]
-    if outside and not allow_extrapolation:
-        raise PnnError(f"mass {outside[0]:g} GeV is outside the trained range {lo:g}-{hi:g} GeV: "
-                       "the network was never shown it; pass --allow-extrapolation to score "
-                       "anyway")
-    for m in outside:
-        log.warning("mass %g GeV is outside the trained range %g-%g GeV: its scores are an "
-                    "extrapolation the network was never shown", m, lo, hi)
-
-
-def check_apply_points(names: list[str], points: list[pts.Point], trained: list[pts.Point],
-                       allow_extrapolation: bool) -> None:
-    """Refuse points outside the convex hull of the ``trained`` points (several parameters)
-    unless ``allow_extrapolation``; then only warn. One parameter: :func:`check_apply_masses`."""
-    if len(names) == 1:
-        check_apply_masses([p[0] for p in points], [t[0] for t in trained], allow_extrapolation)
-        return
-    bad = [p for p in points if not all(np.isfinite(p))]
-    if bad:
-        raise PnnError(f"point {pts.describe(names, bad[0])} is not finite: give every "
-                       "parameter as a number in GeV, e.g. --point "
-                       + ",".join(f"{n}=..." for n in names))
-    if not trained:
-        return
-    outside = pts.outside(points, trained)
-    box = ", ".join(f"{n} {min(t[j] for t in trained):g}-{max(t[j] for t in trained):g}"
-                    for j, n in enumerate(names))
-    if outside and not allow_extrapolation:
-        raise PnnError(f"point {pts.describe(names, outside[0])} is outside the convex hull of "
-                       f"the {len(trained)} trained points ({box} GeV): the network was never "
-                       "shown it; pass --allow-extrapolation to score anyway")
-    for p in outside:
-        log.warning("point %s is outside the convex hull of the trained points: its scores are "
-                    "an extrapolation the network was never shown", pts.describe(names, p))
-
-
-def check_mass_option(names: list[str], masses: list[float] | None) -> None:
-    """``--mass`` names a point of a one-parameter model only."""
-    if masses and len(names) != 1:
-        raise PnnError(f"--mass is for a model with one parameter, this one has "
-                       f"{', '.join(names)}: give signal points with --point "
-                       + ",".join(f"{n}=..." for n in names))
-
-
 def requested_points(names: list[str], masses: list[float] | None,
                      points: list[pts.Point] | None, trained: list[pts.Point]
                      ) -> list[pts.Point]:
     """The points to score: ``--mass`` values (a lone parameter only) and ``--point``s, in
     the order given without repeats, or every ``trained`` point; refuse two points that
     would share a branch name."""
-    check_mass_option(names, masses)
     for p in points or []:
         if len(p) != len(names):
             raise PnnError(f"point {p} has {len(p)} value(s) but the model's parameters are "
@@ -276,7 +219,7 @@ def apply(cfg: Config, inputs: list[str], masses: list[float] | None = None,
     of the trained points (several) are refused unless ``allow_extrapolation``.
     """
     names = list(cfg.parameters)
-    check_mass_option(names, masses)  # before any file is looked at
+    pts.requested(names, masses or [], [])  # --mass checked before any file is looked at
     files = expand_inputs(inputs)
     outputs = [output_path(cfg, f, output_dir) for f in files]
     existing = [str(o) for o in outputs if o.exists()]
@@ -290,7 +233,7 @@ def apply(cfg: Config, inputs: list[str], masses: list[float] | None = None,
                        "trained with")
     trained = models.trained_points if models.parametric else []
     wanted = requested_points(names, masses, points, models.trained_points)
-    check_apply_points(names, wanted, trained, allow_extrapolation)
+    pts.check_trained(names, wanted, trained, allow_extrapolation, "score")
     scored: list = [p[0] for p in wanted] if len(names) == 1 else wanted
     masses = [p[0] for p in wanted] if len(names) == 1 else []
     fill = cfg.apply.fill

@@ -109,20 +109,8 @@ def check_masses(masses: list, trained: list, allow_extrapolation: bool,
                  names: list[str] | None = None) -> None:
     """Refuse hypotheses outside the trained range (one parameter) or outside the convex
     hull of the trained points (several) unless extrapolation is allowed."""
-    names = names or [points.MASS]
-    wanted = [points.as_point(m) for m in masses]
-    out = points.outside(wanted, [points.as_point(m) for m in trained])
-    if not out or allow_extrapolation:
-        return
-    if len(names) == 1:
-        lo, hi = (f(points.as_point(m)[0] for m in trained) for f in (min, max))
-        raise PnnError(
-            f"mass {out[0][0]:g} GeV is outside the trained range {lo:g}-{hi:g} GeV: "
-            "the network was never shown it; pass --allow-extrapolation to evaluate anyway")
-    raise PnnError(
-        f"point {points.describe(names, out[0])} is outside the convex hull of the trained "
-        "points (extrapolation, even inside their bounding box): the network was never shown "
-        "it; pass --allow-extrapolation to evaluate anyway")
+    points.check_trained(names or [points.MASS], [points.as_point(m) for m in masses],
+                         [points.as_point(m) for m in trained], allow_extrapolation, "evaluate")
 
 
 def method_metrics(score: np.ndarray, label: np.ndarray, weight: np.ndarray, half: np.ndarray,

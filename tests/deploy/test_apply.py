@@ -180,11 +180,11 @@ def test_a_point_in_the_box_but_outside_the_hull_is_refused(two_parameter_run, t
     assert "mX = 600, mY = 1200 GeV" in line and "convex hull" in line
     assert "--allow-extrapolation" in line
     assert list(tmp_path.iterdir()) == []  # refused before anything is written
-    with caplog.at_level("WARNING", logger="pnn.deploy.apply"):
+    with caplog.at_level("WARNING", logger="pnn.core.points"):
         res = _apply_two(path, tmp_path, "--point", "mX=600,mY=1200", "--point", "1200,400",
                          "--allow-extrapolation")
     assert res.exit_code == 0, res.output
-    warned = [r.getMessage() for r in caplog.records if r.name == "pnn.deploy.apply"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "pnn.core.points"]
     assert len(warned) == 1 and "mX = 600, mY = 1200" in warned[0]
     with uproot.open(tmp_path / "background_pnn.root") as f:
         assert {"pnn_score_mX600_mY1200", "pnn_score_mX1200_mY400"} <= set(f["bkg"].keys())

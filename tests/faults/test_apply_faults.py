@@ -72,10 +72,10 @@ def test_mass_outside_the_trained_range_needs_allow_extrapolation(work) -> None:
 
 
 def test_allow_extrapolation_scores_and_warns(work, caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="pnn.deploy.apply"):
+    with caplog.at_level(logging.WARNING, logger="pnn.core.points"):
         res = _apply("--mass", "2000", "--mass", "750", "--allow-extrapolation")
     assert res.exit_code == 0, res.output
-    warned = [r.getMessage() for r in caplog.records if r.name == "pnn.deploy.apply"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "pnn.core.points"]
     assert len(warned) == 1 and "2000" in warned[0] and "outside the trained range" in warned[0]
     with uproot.open(work / "scored" / "background_pnn.root") as f:
         assert "pnn_score_m2000" in f["ttbar"].keys()  # noqa: SIM118 -- branch names
