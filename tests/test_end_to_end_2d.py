@@ -143,3 +143,12 @@ def test_affine_conditioning_trains_and_evaluates(tmp_path: Path, run: Path) -> 
                    .read_text())
     assert m["point"] == {"mX": 1000.0, "mY": 550.0} and m["mass"] is None
     assert m["methods"]["pnn"]["auc"] > 0.9
+
+
+def test_the_tuning_objective_averages_over_points(run: Path) -> None:
+    from pnn.learn import tune
+
+    cfg = load_config(run)
+    events, _ = ingest.load_events(cfg)
+    z = tune.mean_asimov_z(cfg, events, cfg.run_dir / "model")
+    assert np.isfinite(z) and z > 0

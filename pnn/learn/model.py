@@ -159,7 +159,8 @@ def _read_metadata(path: Path) -> dict:
     if not isinstance(meta["features"], list) or not all(isinstance(f, str) for f in meta["features"]):
         raise PnnError(f"model metadata '{path}': 'features' is not a list of names: {fix}")
     masses = meta["masses"]
-    width = len(meta.get("parameters", ["mass"])) if isinstance(meta.get("parameters"), list) else 0
+    names = meta.get("parameters", ["mass"])  # metadata from before parameters: the mass
+    width = len(names) if isinstance(names, list) else 0
     if not width:
         raise PnnError(f"model metadata '{path}': 'parameters' is not a list of names: {fix}")
 

@@ -40,11 +40,6 @@ def cut_halves(event_number: np.ndarray, k: int) -> np.ndarray:
     return (np.asarray(event_number).astype(np.int64) // k) % 2 == 0
 
 
-def mass_mask(masses: np.ndarray, mass: float | tuple[float, ...]) -> np.ndarray:
-    """Events whose parameters equal the point ``mass`` within a tolerance (floats)."""
-    return points.mask(masses, mass)
-
-
 class InputScaler:
     """RobustScaler on the features plus min-max scaling of each signal parameter over the
     trained points, to [0, 1].

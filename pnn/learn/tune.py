@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pnn.core import provenance
+from pnn.core import points, provenance
 from pnn.core.atomic import Staging, sweep, write_json
 from pnn.core.config import Config, SearchRange, Training, Tune
 from pnn.core.errors import PnnError
@@ -359,10 +359,10 @@ def best_asimov_z(score: np.ndarray, label: np.ndarray, weight: np.ndarray, min_
 
 
 def mean_asimov_z(cfg: Config, events: pd.DataFrame, model_dir: Path) -> float:
-    """Mean over the trained masses of the best-cut Asimov Z of fold 0's model on fold 0's
+    """Mean over the trained points of the best-cut Asimov Z of fold 0's model on fold 0's
     validation share, with physical weights scaled up to the whole sample."""
     from pnn.learn import model as pnn_model
-    from pnn.learn.preprocess import InputScaler, feature_matrix, mass_mask
+    from pnn.learn.preprocess import InputScaler, feature_matrix, parameter_matrix
 
     net = pnn_model.keras.saving.load_model(model_dir / "fold0.keras", compile=False)
     scaler = InputScaler.load(model_dir / "fold0.scaler.json")
@@ -371,11 +371,11 @@ def mean_asimov_z(cfg: Config, events: pd.DataFrame, model_dir: Path) -> float:
     label, w = val["label"].to_numpy(), val["weight"].to_numpy(np.float64)
     bkg_all, bkg = label_all == 0, label == 0
     b_scale = w_all[bkg_all].sum() / w[bkg].sum()
-    masses = sorted(float(m) for m in np.unique(events.loc[events["label"] == 1, "mass"]))
+    theta_all, theta = (parameter_matrix(t, cfg.parameters) for t in (events, val))
     zs = []
-    for m in masses:
-        sig = (label == 1) & mass_mask(val["mass"].to_numpy(), m)
-        sig_all = (label_all == 1) & mass_mask(events["mass"].to_numpy(), m)
+    for m in points.unique(theta_all[label_all == 1]):
+        sig = (label == 1) & points.mask(theta, m)
+        sig_all = (label_all == 1) & points.mask(theta_all, m)
         if not sig.any() or w[sig].sum() <= 0:
             continue
         keep = sig | bkg

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from pnn.learn.preprocess import InputScaler, PointPrior, cut_halves, folds, mass_mask, training_weights
+from pnn.core.errors import PnnError
+from pnn.core.points import mask
+from pnn.learn.preprocess import InputScaler, PointPrior, cut_halves, folds, training_weights
 
 
 def test_folds_follow_event_number_modulo_k() -> None:
@@ -64,4 +66,18 @@ def test_scaler_fits_on_training_data_and_round_trips(tmp_path) -> None:
 
 
 def test_mass_mask_tolerates_float_round_off() -> None:
-    assert mass_mask(np.array([500.0000001, 500.5, np.nan]), 500.0).tolist() == [True, False, False]
+    assert mask(np.array([500.0000001, 500.5, np.nan]), 500.0).tolist() == [True, False, False]
+
+
+def test_model_metadata_from_before_parameters_reads_as_one_mass(tmp_path) -> None:
+    import json
+
+    from pnn.learn.model import _read_metadata
+
+    path = tmp_path / "metadata.json"
+    path.write_text(json.dumps({"folds": 2, "features": ["a"], "masses": [500.0, 1000.0]}))
+    assert _read_metadata(path)["masses"] == [500.0, 1000.0]
+    path.write_text(json.dumps({"folds": 2, "features": ["a"], "parameters": ["mX", "mY"],
+                                "masses": [500.0, 1000.0]}))
+    with pytest.raises(PnnError, match="points of 2 finite numbers"):
+        _read_metadata(path)
