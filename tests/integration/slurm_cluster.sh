@@ -7,6 +7,7 @@
 #                                SLURM_CONF=DIR/slurm.conf once the node is idle
 #   slurm_cluster.sh stop DIR    stop the daemons started by 'start DIR'
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cmd=${1:-}
 dir=${2:-}
@@ -19,19 +20,6 @@ dir=$(cd "$dir" && pwd)
 ctld_port=${PNN_SLURMCTLD_PORT:-16817}
 slurmd_port=${PNN_SLURMD_PORT:-16818}
 
-stop_pid() {  # stop the daemon whose pid file is $1, if it runs
-    local file=$1
-    [[ -f "$file" ]] || return 0
-    local pid
-    pid=$(cat "$file")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid"
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-    fi
-    rm -f "$file"
-}
-
 if [[ "$cmd" == stop ]]; then
     stop_pid "$dir/slurmd.pid"
     stop_pid "$dir/slurmctld.pid"
@@ -41,17 +29,7 @@ fi
 [[ "$cmd" == start ]] || { echo "unknown command '$cmd': use start or stop" >&2; exit 2; }
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
-    if [[ "${CI:-}" != true && "${PNN_SLURM_INSTALL:-}" != 1 ]]; then
-        echo "slurm-wlm or munge is not installed (set PNN_SLURM_INSTALL=1 to install them)" >&2
-        exit 3
-    fi
-    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
-        echo "cannot install slurm-wlm and munge: needs root and apt-get" >&2
-        exit 3
-    fi
-    echo "installing slurm-wlm and munge" >&2
-    apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >&2
+    install_packages PNN_SLURM_INSTALL slurm-wlm munge
 fi
 if [[ $(id -u) != 0 ]]; then
     echo "the test cluster runs its daemons as root: run as root" >&2

@@ -10,6 +10,7 @@
 #                                     URL=root://localhost:PORT/ once the server answers
 #   xrootd_server.sh stop DIR         stop the server started by 'start DIR'
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 cmd=${1:-}
 dir=${2:-}
@@ -22,33 +23,13 @@ dir=$(cd "$dir" && pwd)
 pidfile="$dir/state/xrootd.pid"
 
 if [[ "$cmd" == stop ]]; then
-    [[ -f "$pidfile" ]] || exit 0
-    pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid"
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-    fi
-    rm -f "$pidfile"
+    stop_pid "$pidfile"
     exit 0
 fi
 [[ "$cmd" == start ]] || { echo "unknown command '$cmd': use start or stop" >&2; exit 2; }
 [[ -d "$dir/data" ]] || { echo "nothing to serve: $dir/data is not a directory" >&2; exit 2; }
 
-if ! command -v xrootd >/dev/null; then
-    if [[ "${CI:-}" != true && "${PNN_XROOTD_INSTALL:-}" != 1 ]]; then
-        echo "xrootd-server is not installed (set PNN_XROOTD_INSTALL=1 to install it)" >&2
-        exit 3
-    fi
-    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
-        echo "cannot install xrootd-server: needs root and apt-get" >&2
-        exit 3
-    fi
-    echo "installing xrootd-server" >&2
-    apt-get update -q -o DPkg::Lock::Timeout=600 >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 \
-        xrootd-server >&2
-fi
+command -v xrootd >/dev/null || install_packages PNN_XROOTD_INSTALL xrootd-server
 
 mkdir -p "$dir/state"
 run=()
