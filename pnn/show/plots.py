@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -113,6 +113,78 @@ def efficiency(passed: np.ndarray, total: float) -> np.ndarray:
     return np.where(near, np.clip(eff, 0.0, 1.0), eff)
 
 
+def drawn(x: np.ndarray, y: np.ndarray, *, log_y: bool = False, cells: int = 4000) -> np.ndarray:
+    """Indices of the points of a curve worth drawing: of each run of consecutive points that
+    fall in one cell of a ``cells`` x ``cells`` grid over the curve's range (in log y when
+    ``log_y``), the first and the last. A ROC curve has a point per event (hundreds of
+    thousands); what is left is the same picture at far below a pixel, drawn many times faster.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.size <= 2 * cells:
+        return np.arange(x.size)
+    if log_y:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.where(y > 0, np.log10(np.where(y > 0, y, 1.0)), np.nan)
+
+    def cell(v: np.ndarray) -> np.ndarray:
+        finite = np.isfinite(v)
+        if not finite.any():
+            return np.zeros(v.size, dtype=np.int64)
+        lo, hi = float(v[finite].min()), float(v[finite].max())
+        scaled = (v - lo) / (hi - lo) * cells if hi > lo else np.zeros_like(v)
+        return np.where(finite, np.floor(scaled), -1).astype(np.int64)
+
+    key = cell(x) * (cells + 2) + cell(y)
+    change = np.flatnonzero(key[1:] != key[:-1])
+    keep = np.zeros(x.size, dtype=bool)
+    keep[[0, -1]] = True
+    keep[change] = True  # the last point of a run
+    keep[change + 1] = True  # the first point of the next
+    for v in (x, y):  # the extremes exactly, so that range checks see what the data reach
+        if np.isfinite(v).any():
+            keep[[np.nanargmin(v), np.nanargmax(v)]] = True
+    return np.flatnonzero(keep)
+
+
+@dataclass(frozen=True)
+class DrawnRoc:
+    """A ROC curve thinned to what a plot shows (see :func:`drawn`)."""
+
+    sig_eff: np.ndarray
+    bkg_eff: np.ndarray
+    auc: float
+
+
+def thin_roc(r: Roc) -> DrawnRoc:
+    """``r`` with only the points worth drawing, for a figure drawn elsewhere."""
+    keep = drawn(r.sig_eff, r.bkg_eff, log_y=True)
+    return DrawnRoc(np.asarray(r.sig_eff)[keep], np.asarray(r.bkg_eff)[keep], float(r.auc))
+
+
+@dataclass(frozen=True)
+class DrawnScan:
+    """A cut scan thinned to what a plot shows; the last entry (every event) is kept."""
+
+    thresholds: np.ndarray
+    s: np.ndarray
+    z: np.ndarray
+    n_bkg: np.ndarray
+
+
+def thin_scan(cs: CutScan, min_bkg_events: int) -> DrawnScan:
+    """``cs`` with only the points worth drawing, and those where the MC count crosses
+    ``min_bkg_events`` (where the drawn line changes colour)."""
+    s, z, n_bkg = np.asarray(cs.s), np.asarray(cs.z), np.asarray(cs.n_bkg)
+    keep = np.zeros(s.size, dtype=bool)
+    if s.size:
+        keep[drawn(s, z)] = True
+        ok = n_bkg >= min_bkg_events
+        edge = np.flatnonzero(ok[1:] != ok[:-1])
+        keep[edge] = keep[edge + 1] = True
+    return DrawnScan(np.asarray(cs.thresholds)[keep], s[keep], z[keep], n_bkg[keep])
+
+
 def _bounded(ax: plt.Axes, effs: list[np.ndarray], axis: str) -> bool:
     """Keep an efficiency axis within [0, 1], or note on the plot why it cannot be."""
     top = max((float(np.nanmax(e)) for e in effs if len(e)), default=1.0)
@@ -138,10 +210,17 @@ def weighted_histogram(values: np.ndarray, weights: np.ndarray,
     return np.asarray(view.value), np.asarray(view.variance)
 
 
-def _normalised(values: np.ndarray, weights: np.ndarray,
+SCORE_BINS = np.linspace(0.0, 1.0, 41)
+
+
+def score_histogram(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of weights and of squared weights of scores in the bins of the score plots."""
+    return weighted_histogram(values, weights, SCORE_BINS)
+
+
+def _normalised(sumw: np.ndarray, sumw2: np.ndarray,
                 edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A weighted histogram as a density (unit area) and its statistical uncertainty."""
-    sumw, sumw2 = weighted_histogram(values, weights, edges)
     area = sumw.sum() * np.diff(edges)
     area = np.where(area != 0, area, 1.0)
     return sumw / area, np.sqrt(sumw2) / np.abs(area)
@@ -198,10 +277,10 @@ def score_distributions(
     """TMVA-style overtraining check: test as filled histograms, train as points with their
     statistical errors, the train/test ratio below; the legend gives the weighted KS p-values.
 
-    ``train``/``test`` map "signal"/"background" to (scores, weights).
+    ``train``/``test`` map "signal"/"background" to their :func:`score_histogram`.
     """
     style = _style(style)
-    bins = np.linspace(0, 1, 41)
+    bins = SCORE_BINS
     centres = 0.5 * (bins[1:] + bins[:-1])
     with _context(style):
         fig, (ax, rax) = plt.subplots(2, 1, figsize=(9, 9), sharex=True,
@@ -240,8 +319,10 @@ def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str, style: Style | N
             effs_s.append(sig)
             effs_b.append(bkg)
             kw = {"color": COLOURS.get(name), "label": f"{LABELS.get(name, name)}: AUC {r.auc:.4f}"}
-            ax.plot(sig[bkg > 0], bkg[bkg > 0], **kw)
-            rax.plot(sig[bkg > 0], 1 / bkg[bkg > 0], **kw)
+            sig, bkg = sig[bkg > 0], bkg[bkg > 0]
+            keep = drawn(sig, bkg, log_y=True)
+            ax.plot(sig[keep], bkg[keep], **kw)
+            rax.plot(sig[keep], 1 / bkg[keep], **kw)
         positive = np.concatenate([b[b > 0] for b in effs_b]) if effs_b else np.ones(1)
         beyond = _bounded(ax, effs_s, "x") | _bounded(ax, effs_b, "y")
         top = max(1.0, float(positive.max())) if beyond else 1.0
@@ -273,8 +354,11 @@ def significance_vs_cut(cs: CutScan, chosen: tuple[float, float], min_bkg_events
     ok = cs.n_bkg >= min_bkg_events
     with _context(style):
         fig, ax = plt.subplots(figsize=(9, 6.5))
-        ax.plot(eff[~ok], cs.z[~ok], color="0.7", label=f"< {min_bkg_events} background MC events")
-        ax.plot(eff[ok], cs.z[ok], color=COLOURS["pnn"], label="Asimov Z (all test events)")
+        for part, kw in ((~ok, {"color": "0.7", "label": f"< {min_bkg_events} background MC events"}),
+                         (ok, {"color": COLOURS["pnn"], "label": "Asimov Z (all test events)"})):
+            x, z = eff[part], cs.z[part]
+            keep = drawn(x, z)
+            ax.plot(x[keep], z[keep], **kw)
         for cut, ls, which in zip(chosen, ("--", ":"), ("first", "second"), strict=True):
             if np.isfinite(cut):
                 i = max(int(np.searchsorted(-cs.thresholds, -cut, side="right")) - 1, 0)
@@ -284,6 +368,33 @@ def significance_vs_cut(cs: CutScan, chosen: tuple[float, float], min_bkg_events
         ax.set_xlabel("signal efficiency of the cut on the PNN score")
         ax.set_ylabel("Z")
         _finish(fig, ax, title, path, style)
+
+
+@dataclass(frozen=True)
+class MassFigures:
+    """What the figures of one mass are drawn from: score histograms (train, test), weighted
+    KS p-values, thinned ROC curves and cut scan, the chosen cuts, the title and the look."""
+
+    train: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    test: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    ks: Mapping[str, float]
+    rocs: Mapping[str, Roc]
+    scan: CutScan
+    cuts: tuple[float, float]
+    min_bkg_events: int
+    title: str
+    style: Style
+
+
+def mass_figures(figures: MassFigures, folder: Path) -> None:
+    """Draw the score distributions, ROC curves and significance scan of one mass into
+    ``folder`` (scores.png, roc.png, significance.png); a worker process may call it."""
+    folder = Path(folder)
+    f = figures
+    score_distributions(f.train, f.test, f.ks, folder / "scores.png", f.title, f.style)
+    roc_curves(f.rocs, folder / "roc.png", f.title, f.style)
+    significance_vs_cut(f.scan, f.cuts, f.min_bkg_events, folder / "significance.png", f.title,
+                        f.style)
 
 
 def _points(ax: plt.Axes, x: np.ndarray, y: np.ndarray, err: np.ndarray | None, **kw) -> None:

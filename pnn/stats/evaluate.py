@@ -11,10 +11,12 @@ TMVA overtraining check (train vs test score distributions with KS p-values).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
 import logging
+from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,11 +30,13 @@ from pnn.core.atomic import Staging, sweep, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
+from pnn.core.workers import process_pool
 from pnn.io import exact
 from pnn.learn.model import FoldModels
 from pnn.learn.preprocess import cut_halves, feature_matrix, folds, parameter_matrix
 from pnn.learn.train import require_model, training_events
 from pnn.show import plots
+from pnn.show.style import current as current_style
 from pnn.stats import metrics, sanity
 from pnn.stats.ks import ks_2samp_weighted
 
@@ -254,6 +258,39 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     to ``scores.parquet`` as they go; the figures of merit come from one sort of each
     discriminant, with bootstrap uncertainties.
     """
+    return start_mass(cfg, events, models, mass, toy_samples, inputs, chunk).finish()
+
+
+@dataclass
+class PendingMass:
+    """A mass whose numbers are done and staged, its figures drawn here or by a worker;
+    :meth:`finish` publishes them all with ``metrics.json``, :meth:`abandon` drops them."""
+
+    result: MassResult
+    staged: Staging
+    record: dict
+    stack: contextlib.ExitStack  # the task lock and the staging folder, held until then
+    job: Future | None = None
+
+    def finish(self) -> MassResult:
+        with self.stack:
+            if self.job is not None:
+                self.job.result()
+            write_json(self.staged.path("metrics.json"), {**asdict(self.result), **self.record})
+            self.staged.publish(last=["metrics.json"])
+        return self.result
+
+    def abandon(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+        self.stack.close()
+
+
+def start_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: float | tuple,
+               toy_samples: str | bool, inputs: dict[str, str] | None = None,
+               chunk: int | None = None, pool: Executor | None = None) -> PendingMass:
+    """Score one mass and compute its numbers into a staging folder; its figures are drawn
+    now, or by ``pool`` while the caller goes on to the next mass."""
     ev = cfg.evaluation
     names = cfg.parameters
     point = points.as_point(mass)
@@ -270,8 +307,9 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     out_dir = mass_dir(cfg.run_dir, point, names)
     trained = bool(points.mask(np.asarray(models.trained_points), point).any())
     title = where + ("" if trained else " (not trained on)")
-    with task_lock(cfg.run_dir, f"evaluate-{out_dir.name}"), \
-            Staging(out_dir, "evaluate") as staged:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(task_lock(cfg.run_dir, f"evaluate-{out_dir.name}"))
+        staged = stack.enter_context(Staging(out_dir, "evaluate"))
         sc = score_mass(cfg, events, rows, models, mass, toy_samples, window,
                         staged.path(SCORES_FILE), chunk or ev.chunk_events)
         del rows
@@ -287,7 +325,7 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
             if name in results:
                 for key, value in errs.items():
                     setattr(results[name], f"{key}_err", value)
-        curves = {n: s.roc for n, s in summaries.items()}
+        curves = {n: plots.thin_roc(s.roc) for n, s in summaries.items()}
         pnn_scan = summaries["pnn"].scan
         score = sc.discriminants["pnn"]
         del summaries  # the bins and the baselines' values are done with
@@ -316,20 +354,25 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
         )
         for w in warnings:
             log.warning("%s: %s", where, w)
-        plots.score_distributions(
-            {"signal": (sc.train_score[tr_lab == 1], sc.train_weight[tr_lab == 1]),
-             "background": (sc.train_score[tr_lab == 0], sc.train_weight[tr_lab == 0])},
-            {"signal": (score[is_sig], weight[is_sig]),
-             "background": (score[~is_sig], weight[~is_sig])},
-            {"signal": ks_sig, "background": ks_bkg}, staged.path("scores.png"), title)
-        plots.roc_curves(curves, staged.path("roc.png"), title)
-        plots.significance_vs_cut(pnn_scan,
-                                  (results["pnn"].cut, results["pnn"].cut_other_half),
-                                  ev.min_background_events, staged.path("significance.png"), title)
-        write_json(staged.path("metrics.json"),
-                   {**asdict(result), provenance.KEY: provenance.record(cfg, "evaluate", inputs)})
-        staged.publish(last=["metrics.json"])
-    return result
+        figures = plots.MassFigures(
+            train={"signal": plots.score_histogram(sc.train_score[tr_lab == 1],
+                                                   sc.train_weight[tr_lab == 1]),
+                   "background": plots.score_histogram(sc.train_score[tr_lab == 0],
+                                                       sc.train_weight[tr_lab == 0])},
+            test={"signal": plots.score_histogram(score[is_sig], weight[is_sig]),
+                  "background": plots.score_histogram(score[~is_sig], weight[~is_sig])},
+            ks={"signal": ks_sig, "background": ks_bkg}, rocs=curves,
+            scan=plots.thin_scan(pnn_scan, ev.min_background_events),
+            cuts=(results["pnn"].cut, results["pnn"].cut_other_half),
+            min_bkg_events=ev.min_background_events, title=title, style=current_style())
+        job = None
+        if pool is None:
+            plots.mass_figures(figures, staged.dir)
+        else:
+            job = pool.submit(plots.mass_figures, figures, staged.dir)
+        record = {provenance.KEY: provenance.record(cfg, "evaluate", inputs)}
+        return PendingMass(result, staged, record, stack.pop_all(), job)
+    raise AssertionError("unreachable")  # the with block returns or raises
 
 
 def _ratio(results: dict[str, MethodMetrics], key: str) -> float:
@@ -457,11 +500,35 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     inputs = {"model": model_id, "events": events_id}
     out = []
     names = cfg.parameters
-    for i, m in enumerate(masses, 1):
-        log.info("evaluating %s (%d/%d)", points.describe(names, points.as_point(m)), i,
-                 len(masses))
-        out.append(evaluate_mass(cfg, events, models, m, meta.get("toy") or False, inputs))
-        release_memory()
+    # What exists now (modules, TensorFlow, the models, the events) lives to the end: moved
+    # out of the collector's sight, each collection between masses scans only what a mass made.
+    gc.freeze()
+    # With several masses, one worker draws the figures of a mass while the next is scored;
+    # a mass is published once its figures are drawn, at most one waits at a time.
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(process_pool(1, blas_threads=1)) if len(masses) > 1 else None
+        waiting: PendingMass | None = None
+        try:
+            for i, m in enumerate(masses, 1):
+                log.info("evaluating %s (%d/%d)", points.describe(names, points.as_point(m)), i,
+                         len(masses))
+                pending = start_mass(cfg, events, models, m, meta.get("toy") or False, inputs,
+                                     pool=pool)
+                previous, waiting = waiting, pending
+                if previous is not None:
+                    out.append(previous.finish())
+                release_memory()
+            if waiting is not None:
+                out.append(waiting.finish())
+                waiting = None
+        except BaseException:
+            # the mass before the failing one is complete once its figures are: keep it
+            if waiting is not None and waiting.job is not None and waiting.job.done() \
+                    and waiting.job.exception() is None:
+                waiting.finish()
+            elif waiting is not None:
+                waiting.abandon()
+            raise
     if default_set:
         write_json(index_path(cfg.run_dir), {
             "masses": [m if len(names) == 1 else list(m) for m in masses],

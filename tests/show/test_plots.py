@@ -316,7 +316,7 @@ def test_without_errors_the_summary_still_draws(tmp_path: Path) -> None:
 
 def test_score_distributions_have_a_train_over_test_ratio(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    sample = {c: (rng.beta(a, b, 500), rng.uniform(0.5, 1.5, 500))
+    sample = {c: plots.score_histogram(rng.beta(a, b, 500), rng.uniform(0.5, 1.5, 500))
               for c, a, b in (("signal", 5, 1), ("background", 1, 5))}
     plots.score_distributions(sample, sample, {"signal": 1.0, "background": 1.0},
                               tmp_path / "scores.png", "m", ATLAS)
@@ -364,3 +364,29 @@ def test_weighted_histogram_keeps_every_event_in_range() -> None:
                                            np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([0, 0.5, 1.0]))
     np.testing.assert_allclose(sumw, [6.0, 9.0])  # below the range to the first bin, 1 and above to the last
     np.testing.assert_allclose(sumw2, [26.0, 29.0])
+
+
+def test_thinned_curves_keep_the_shape_ends_and_extremes() -> None:
+    rng = np.random.default_rng(3)
+    score = rng.normal(size=200_000)
+    label = (rng.uniform(size=score.size) < 0.3).astype(int)
+    weight = rng.uniform(-0.05, 1.0, size=score.size)  # some negative: an efficiency above 1
+    from pnn.stats import metrics
+
+    full = metrics.roc(score + label, label, weight)
+    thin = plots.thin_roc(full)
+    assert 100 < thin.sig_eff.size < full.sig_eff.size / 10
+    assert thin.auc == full.auc
+    for got, ref in ((thin.sig_eff, full.sig_eff), (thin.bkg_eff, full.bkg_eff)):
+        assert got[0] == ref[0] and got[-1] == ref[-1]
+        assert got.max() == ref.max() and got.min() == ref.min()
+    # every dropped point lies on the drawn curve to within a grid cell
+    interp = np.interp(full.sig_eff, thin.sig_eff, thin.bkg_eff)
+    assert np.max(np.abs(interp - full.bkg_eff)) < 2e-3
+
+    cs = metrics.scan(score + label, label, weight)
+    drawn = plots.thin_scan(cs, min_bkg_events=50)
+    assert drawn.s.size < cs.s.size / 2 and drawn.s[-1] == cs.s[-1]
+    ok_full, ok_thin = cs.n_bkg >= 50, drawn.n_bkg >= 50
+    first = np.flatnonzero(ok_full)[0]
+    assert cs.thresholds[first] in drawn.thresholds and ok_thin.any() and not ok_thin.all()
