@@ -177,7 +177,7 @@ def bench_apply(cfg, repeat: int) -> dict:
     trees = [s.tree for s in cfg.samples.background]
     out_dir = cfg.run_dir / "bench_apply"
     bare_out = cfg.run_dir / "bare_friend.root"
-    mdir = pnn_model.model_dir(cfg.run_dir)
+    mdir = pnn_train.model_dir(cfg.run_dir)
 
     def bare():
         nets = [keras.saving.load_model(mdir / f"fold{i}.keras", compile=False)

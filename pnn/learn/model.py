@@ -18,6 +18,7 @@ import keras
 from pnn.core.config import Training
 from pnn.core.errors import PnnError
 from pnn.learn.preprocess import InputScaler, folds
+from pnn.learn.train import model_dir
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +195,6 @@ def _check_fold(path: Path, model: keras.Model, scaler: InputScaler, metadata: d
     if width != scaler.n_inputs:
         raise PnnError(f"'{path}' takes {width} inputs but its scaler gives {scaler.n_inputs}: "
                        f"{fix}")
-
-
-def model_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "model"
 
 
 class FoldModels:

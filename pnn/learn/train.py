@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,6 @@ from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.locks import file_lock, task_lock
 from pnn.io.ingest import events_identity
-from pnn.learn import model as pnn_model
 from pnn.learn.preprocess import (
     InputScaler,
     PointPrior,
@@ -36,7 +36,15 @@ from pnn.learn.preprocess import (
 )
 from pnn.show import plots
 
+if TYPE_CHECKING:  # TensorFlow loads only where a network is built or read
+    import keras
+
 log = logging.getLogger(__name__)
+
+
+def model_dir(run_dir: Path) -> Path:
+    """Where ``pnn train`` writes the fold networks, scalers and metadata of a run."""
+    return Path(run_dir) / "model"
 
 MAX_DIVERGENCES = 5  # restarts after a non-finite loss before a fold gives up
 VERSIONED = ("pnn", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "uproot", "awkward")
@@ -138,7 +146,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_epoch(net: pnn_model.keras.Model, x: np.ndarray, y: np.ndarray, w: np.ndarray, bkg: np.ndarray,
+def run_epoch(net: keras.Model, x: np.ndarray, y: np.ndarray, w: np.ndarray, bkg: np.ndarray,
               prior: PointPrior, scaler: InputScaler, rng: np.random.Generator,
               batch_size: int, epoch: int) -> float:
     """One epoch: draw new background points, shuffle with ``rng``, fit; return the loss.
@@ -181,6 +189,8 @@ def train_fold(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path,
     ``on_epoch(epoch, val_loss)`` is called after every epoch (tuning reports the losses to
     its pruner there, and may stop the training by raising).
     """
+    from pnn.learn import model as pnn_model
+
     start = time.perf_counter()
     t = cfg.training
     train, val = split_fold(cfg, events, fold)
@@ -288,7 +298,7 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
         raise PnnError(f"{variant.name}: no training signal at some of the points "
                        f"{[points.label(cfg.parameters, points.as_point(m)) for m in variant.signal_masses]}")
     masses = [p[0] if len(p) == 1 else list(p) for p in trained]
-    out_dir = pnn_model.model_dir(cfg.run_dir) if out_dir is None else Path(out_dir)
+    out_dir = model_dir(cfg.run_dir) if out_dir is None else Path(out_dir)
     sweep(out_dir)
     results = []
     for f in fold_ids:
@@ -360,7 +370,7 @@ def require_model(cfg: Config, mdir: Path | None = None, *, events_id: str | Non
     identity.
     """
     if mdir is None:
-        mdir = pnn_model.model_dir(cfg.run_dir)
+        mdir = model_dir(cfg.run_dir)
         if check_events:
             events_id = events_id or events_identity(cfg)
     train_cmd = cfg.command("train")

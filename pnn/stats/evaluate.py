@@ -19,6 +19,7 @@ import logging
 from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,13 +33,15 @@ from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
 from pnn.core.workers import process_pool
 from pnn.io import exact
-from pnn.learn.model import FoldModels
 from pnn.learn.preprocess import cut_halves, feature_matrix, folds, parameter_matrix
 from pnn.learn.train import require_model, training_events
 from pnn.show import plots
 from pnn.show.style import current as current_style
 from pnn.stats import metrics, sanity
 from pnn.stats.ks import ks_2samp_weighted
+
+if TYPE_CHECKING:  # TensorFlow loads only when networks are read
+    from pnn.learn.model import FoldModels
 
 log = logging.getLogger(__name__)
 
@@ -485,6 +488,8 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     """
     events_id = meta.get("id") or "unrecorded"
     model_id = require_model(cfg, events_id=events_id)
+    from pnn.learn.model import FoldModels
+
     models = FoldModels.load(cfg.run_dir)
     missing = sorted(set(models.features) - set(events.columns))
     if missing:

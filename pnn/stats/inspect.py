@@ -27,9 +27,8 @@ from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
 from pnn.io import ingest
-from pnn.learn.model import model_dir
 from pnn.learn.preprocess import InputScaler, parameter_matrix
-from pnn.learn.train import require_model
+from pnn.learn.train import model_dir, require_model
 from pnn.show import plots
 from pnn.show.style import Style
 

@@ -11,11 +11,12 @@ workspaces and plots are published together under the point's folder name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,8 @@ from pnn.core.workers import process_pool
 from pnn.io import exact, ingest
 from pnn.learn.preprocess import feature_matrix, parameter_matrix
 from pnn.show import plots
+from pnn.show.style import Style
+from pnn.show.style import current as current_style
 from pnn.stats import cls, templates
 from pnn.stats.workspace import SampleTemplate, build_spec
 
@@ -406,6 +409,7 @@ class Prepared:
     observations: np.ndarray | None
     xsec_fb: float | None
     seconds: float
+    names: list[str] = field(default_factory=lambda: [points.MASS])
 
     @property
     def mass(self) -> float | None:
@@ -413,7 +417,7 @@ class Prepared:
         return self.point[0] if len(self.point) == 1 else None
 
 
-def prepare_mass(cfg: Config, mass: Hypothesis, models: FoldModels, model_id: str,
+def prepare_mass(cfg: Config, mass: Hypothesis, models: ModelSource, model_id: str,
                  inputs: dict[str, tuple[pd.DataFrame, str]], toy_samples: str | bool,
                  methods: list[str]) -> tuple[list[Prepared], dict]:
     """Templates and workspace specs of every method at ``mass`` (a point), and the
@@ -424,11 +428,11 @@ def prepare_mass(cfg: Config, mass: Hypothesis, models: FoldModels, model_id: st
                   for side in ("up", "down")}
     unique = not nominal.duplicated(["sample", "event_number"]).any()
     extra = {name: (_reweight(nominal, table, point, names) if name in reweighted and unique
-                    else score_events(cfg, models, table, point, toy_samples))
+                    else score_events(cfg, models.networks(), table, point, toy_samples))
              for name, (table, _) in inputs.items()}
     data = extra.pop("data", None)
     window = window_columns(cfg)
-    trained = bool(points.mask(np.asarray(models.trained_points, dtype=np.float64), point).any())
+    trained = bool(points.mask(np.asarray(models.trained, dtype=np.float64), point).any())
     unblind = cfg.limits.observed and data is not None
     signal_yield = float(nominal.loc[nominal["label"] == 1, "weight"].sum())
     xsec = signal_yield / cfg.luminosity if cfg.luminosity else None
@@ -451,15 +455,36 @@ def prepare_mass(cfg: Config, mass: Hypothesis, models: FoldModels, model_id: st
         spec = build_spec(samples, observations=obs, staterror=cfg.limits.staterror,
                           mu_max=_mu_max(cfg, samples))
         out.append(Prepared(point, method, trained, edges, samples, spec, obs, xsec,
-                            time.perf_counter() - start))
+                            time.perf_counter() - start, list(names)))
     record = provenance.record(cfg, "limits", {"model": model_id, "scores": scores_id, **{
         f"inputs:{n}": i for n, (_, i) in inputs.items()}})
     return out, record
 
 
-def fit(spec: dict, observations: np.ndarray | None, cl: float, scan: bool) -> dict[str, Any]:
+class ModelSource:
+    """The trained points of the model, and its networks loaded (TensorFlow imported) only
+    when some events need scoring: with only the nominal scores, limits never load them."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        meta = read_json(self.run_dir / "model" / "metadata.json", "pnn train")
+        self.trained = [points.as_point(m) for m in meta.get("masses", [])]
+        self._networks: FoldModels | None = None
+
+    def networks(self) -> FoldModels:
+        if self._networks is None:
+            from pnn.learn.model import FoldModels
+
+            self._networks = FoldModels.load(self.run_dir)
+        return self._networks
+
+
+def fit(spec: dict, observations: np.ndarray | None, cl: float, scan: bool,
+        figures: tuple[Prepared, Path, Style] | None = None) -> dict[str, Any]:
     """Every fit of one workspace (run in a worker process): the expected band, the observed
-    limit and local significance when unblinded, and the CLs scan for the plot."""
+    limit and local significance when unblinded, and the CLs scan for the plot. With
+    ``figures`` (the templates, the staging folder of the point and the look), the worker
+    also draws the templates and the CLs scan there."""
     start = time.perf_counter()
     band = cls.expected_limits(spec, cl)
     out: dict[str, Any] = {"band": band, "observed": None, "p0": None, "z": None, "scan": None}
@@ -470,17 +495,32 @@ def fit(spec: dict, observations: np.ndarray | None, cl: float, scan: bool) -> d
         mus = np.linspace(0.0, 1.4 * band.plus2, 9)[1:]
         out["scan"] = cls.cls_scan(spec, mus, observations)
     out["seconds"] = time.perf_counter() - start
+    if figures is not None and out["scan"] is not None:
+        prepared, folder, style = figures
+        _plots(folder, prepared, out, cl, style)
     return out
 
 
+def staging(cfg: Config, mass: Hypothesis) -> tuple[contextlib.ExitStack, Staging]:
+    """The task lock and staging folder of one point, held until it is published."""
+    label = mass_label(mass, cfg.parameters)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(task_lock(cfg.run_dir, f"limits-{label}"))
+        staged = stack.enter_context(Staging(limits_dir(cfg.run_dir), label))
+        return stack.pop_all(), staged
+    raise AssertionError("unreachable")
+
+
 def write_mass(cfg: Config, mass: Hypothesis, prepared: list[Prepared], fits: list[dict],
-               record: dict) -> list[LimitRow]:
-    """Publish one point together: limits.json, the workspaces and the PNN's plots."""
+               record: dict, held: tuple[contextlib.ExitStack, Staging] | None = None
+               ) -> list[LimitRow]:
+    """Publish one point together: limits.json, the workspaces and the PNN's plots (drawn
+    here unless the fit workers drew them into ``held``, the point's lock and staging)."""
     names, point = cfg.parameters, points.as_point(mass)
     label = mass_label(point, names)
     rows = []
-    with task_lock(cfg.run_dir, f"limits-{label}"), \
-            Staging(limits_dir(cfg.run_dir), label) as staged:
+    stack, staged = held or staging(cfg, point)
+    with stack:
         for p, f in zip(prepared, fits, strict=True):
             band = f["band"]
             values = [band.minus2, band.minus1, band.median, band.plus1, band.plus2]
@@ -493,8 +533,8 @@ def write_mass(cfg: Config, mass: Hypothesis, prepared: list[Prepared], fits: li
                 p0=f["p0"], significance=f["z"], bins=len(p.edges) - 1, status="ok",
                 seconds=p.seconds + f["seconds"]))
             write_json(staged.path(workspace_name(p.method, point, names)), p.spec)
-            if f["scan"] is not None:
-                _plots(staged, p, f, cfg.limits.cl, names)
+            if f["scan"] is not None and held is None:
+                _plots(staged.dir, p, f, cfg.limits.cl, current_style())
         write_json(staged.path(f"{label}/limits.json"),
                    {"rows": [r.record() for r in rows], provenance.KEY: record})
         staged.publish(last=[f"{label}/limits.json"])
@@ -505,21 +545,23 @@ def write_mass(cfg: Config, mass: Hypothesis, prepared: list[Prepared], fits: li
     return rows
 
 
-def _plots(staged: Staging, p: Prepared, f: dict, cl: float,
-           names: list[str] | None = None) -> None:
-    names = _names(names)
+def _plots(folder: Path, p: Prepared, f: dict, cl: float, style: Style) -> None:
+    """The templates and CLs scan of one point, into ``folder/<label>/``."""
+    names = p.names
     label = mass_label(p.point, names)
     where = points.describe(names, p.point)
     title = where + ("" if p.trained else " (not trained on)")
     signal = next(t for t in p.samples if t.is_signal)
+    (Path(folder) / label).mkdir(parents=True, exist_ok=True)
     plots.stacked_templates(
         p.edges, {t.name: (t.counts, t.variances) for t in p.samples if not t.is_signal},
-        (signal.counts, signal.variances), staged.path(f"{label}/templates.png"),
-        signal_label=f"signal, {where} (mu = 1)", data=p.observations, title=title)
+        (signal.counts, signal.variances), Path(folder) / label / "templates.png",
+        signal_label=f"signal, {where} (mu = 1)", data=p.observations, title=title, style=style)
     scan = f["scan"]
-    plots.cls_scan(scan["mu"], scan["median"], staged.path(f"{label}/cls.png"),
+    plots.cls_scan(scan["mu"], scan["median"], Path(folder) / label / "cls.png",
                    bands={k: scan[k] for k in ("minus2", "minus1", "plus1", "plus2")},
-                   cls_observed=scan.get("observed"), cl=cl, limit=f["band"].median, title=title)
+                   cls_observed=scan.get("observed"), cl=cl, limit=f["band"].median, title=title,
+                   style=style)
 
 
 # --- the stage ----------------------------------------------------------------------------------
@@ -569,12 +611,11 @@ def run_limits(cfg: Config, masses: list[Hypothesis] | None = None,
     each point is published as soon as all its methods are fitted. A point that fails (an
     empty background template, say) is reported and the others still finish.
     """
-    from pnn.learn.model import FoldModels
     from pnn.learn.train import require_model
 
     names = cfg.parameters
     model_id = require_model(cfg, check_files=False)
-    models = FoldModels.load(cfg.run_dir)
+    models = ModelSource(cfg.run_dir)
     meta = read_json(cfg.run_dir / "events.json", cfg.command("ingest"))
     toy_samples = meta.get("toy") or False  # the generator of an embedded toy
     methods = [m for m in (methods or cfg.limits.methods) if m != "optimal" or toy_samples]
@@ -583,9 +624,12 @@ def run_limits(cfg: Config, masses: list[Hypothesis] | None = None,
     inputs = read_inputs(cfg)
     rows: list[LimitRow] = []
     failed: list[tuple[tuple[float, ...], str]] = []
-    pending: dict[tuple[float, ...], tuple[list[Prepared], dict, list[Future]]] = {}
+    pending: dict[tuple[float, ...], tuple[list[Prepared], dict, list[Future],
+                                           tuple[contextlib.ExitStack, Staging]]] = {}
     alone = len(targets) == 1
-    with process_pool(min(cfg.limits.jobs, len(targets) * len(methods)), blas_threads=1) as pool:
+    style = current_style()
+    with contextlib.ExitStack() as held, \
+            process_pool(min(cfg.limits.jobs, len(targets) * len(methods)), blas_threads=1) as pool:
         for i, pt in enumerate(targets, 1):
             log.info("templates at %s (%d/%d)", points.describe(names, pt), i, len(targets))
             try:
@@ -594,16 +638,21 @@ def run_limits(cfg: Config, masses: list[Hypothesis] | None = None,
             except PnnError as exc:
                 _failed(pt, exc, failed, alone=alone, names=names)
                 continue
-            futures = [pool.submit(fit, p.spec, p.observations, cfg.limits.cl, p.method == "pnn")
+            # the workers fit and draw into the point's staging folder, held here until published
+            stack, staged = staging(cfg, pt)
+            held.push(stack.__exit__)
+            futures = [pool.submit(fit, p.spec, p.observations, cfg.limits.cl, p.method == "pnn",
+                                   (p, staged.dir, style) if p.method == "pnn" else None)
                        for p in prepared]
-            pending[pt] = (prepared, record, futures)
-        for pt, (prepared, record, futures) in pending.items():
+            pending[pt] = (prepared, record, futures, (stack, staged))
+        for pt, (prepared, record, futures, point_held) in pending.items():
             try:
                 fits = [fut.result() for fut in futures]
             except PnnError as exc:
+                point_held[0].close()
                 _failed(pt, exc, failed, alone=alone, names=names)
                 continue
-            rows += write_mass(cfg, _public(pt), prepared, fits, record)
+            rows += write_mass(cfg, _public(pt), prepared, fits, record, point_held)
     if masses is None:
         collect(cfg)
     if failed:

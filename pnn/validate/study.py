@@ -373,8 +373,7 @@ def load_methods(cfg: Config, events: pd.DataFrame, *, networks: bool = True,
                  bdt: bool = True) -> Methods:
     """The PNN of the run plus the trained study networks and freshly fitted BDTs (one
     parameter only: with several the BDTs are skipped)."""
-    from pnn.learn.model import model_dir
-    from pnn.learn.train import require_model
+    from pnn.learn.train import model_dir, require_model
 
     masses = trained_masses(cfg, events)
     names = list(cfg.parameters)
@@ -842,8 +841,7 @@ def run_conditioning(cfg: Config, events: pd.DataFrame, is_toy: str | bool,
                      jobs: int | None = None) -> pd.DataFrame:
     """Train the PNN with the other conditioning (once), then compare it with the run's PNN
     at every point: ``conditioning.csv``/``.json``."""
-    from pnn.learn.model import model_dir
-    from pnn.learn.train import require_model
+    from pnn.learn.train import model_dir, require_model
 
     this, that = cfg.training.conditioning, other_conditioning(cfg)
     variant = conditioning_variant(cfg)

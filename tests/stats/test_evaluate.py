@@ -113,7 +113,9 @@ def test_a_failure_keeps_the_mass_before_it_and_nothing_of_its_own(toy_events, m
     cfg, events = toy_events
     models = echo_models(cfg.features, 2)
     monkeypatch.setattr(evaluate, "require_model", lambda *a, **k: "model-id")
-    monkeypatch.setattr(evaluate.FoldModels, "load", staticmethod(lambda run_dir: models))
+    from pnn.learn.model import FoldModels
+
+    monkeypatch.setattr(FoldModels, "load", staticmethod(lambda run_dir: models))
     monkeypatch.setattr(evaluate, "run_checks", lambda *a, **k: None)
     real = evaluate.start_mass
 
