@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import weakref
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
@@ -130,14 +132,41 @@ def restart_from(model: keras.Model, weights: list[np.ndarray]) -> None:
         avg.assign(var)
 
 
+_BODIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _body(model: keras.Model) -> keras.Model | None:
+    """The network up to its sigmoid output layer ``score`` (None for another design)."""
+    if model not in _BODIES:
+        try:
+            head = model.get_layer("score")
+        except ValueError:
+            head = None
+        ok = (isinstance(head, keras.layers.Dense) and head.units == 1
+              and head.activation is keras.activations.sigmoid)
+        _BODIES[model] = keras.Model(model.inputs, head.input) if ok else None
+    return _BODIES[model]
+
+
 def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
-    """Scores in [0, 1] for the rows of ``X``, in large batches."""
+    """Scores in [0, 1] for the rows of ``X``, in large batches.
+
+    The output layer's logit is taken in float64 and put through the sigmoid there: in float32
+    every score above 1 - 6e-8 rounds to one of a few values or to 1 itself, which ties the
+    most signal-like events exactly where high-mass cuts and the top template bins sit.
+    """
     if len(X) == 0:
         return np.zeros(0)
+    body = _body(model)
     # An eager call: no graph is traced per input shape, and the numbers are the same.
-    out = [np.asarray(model(X[i:i + PREDICT_BATCH], training=False)).ravel()
-           for i in range(0, len(X), PREDICT_BATCH)]
-    return np.concatenate(out).astype(np.float64)
+    if body is None:
+        out = [np.asarray(model(X[i:i + PREDICT_BATCH], training=False)).ravel()
+               for i in range(0, len(X), PREDICT_BATCH)]
+        return np.concatenate(out).astype(np.float64)
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in model.get_layer("score").get_weights())
+    logits = [np.asarray(body(X[i:i + PREDICT_BATCH], training=False), dtype=np.float64) @ kernel
+              for i in range(0, len(X), PREDICT_BATCH)]
+    return expit(np.concatenate(logits).ravel() + bias[0])
 
 
 def _read_metadata(path: Path) -> dict:

@@ -76,3 +76,24 @@ def test_weight_averaging_is_switched_on_by_the_config() -> None:
     assert net.optimizer.use_ema and net.optimizer.ema_momentum == 0.99
     pnn_model.compile_model(net, Training())
     assert not net.optimizer.use_ema
+
+
+def test_scores_near_one_keep_their_order(keras) -> None:
+    from pnn.learn.model import build_model, predict
+
+    net = build_model(3, [4], "relu", seed=1)
+    # a network whose logit is 4 x the first input: a float32 sigmoid rounds all these to 1
+    first = net.get_layer("dense_0")
+    kernel = np.zeros((3, 4), np.float32)
+    kernel[0, 0] = 1.0
+    first.set_weights([kernel, np.zeros(4, np.float32)])
+    net.get_layer("score").set_weights([np.array([[4.0], [0], [0], [0]], np.float32),
+                                        np.zeros(1, np.float32)])
+    X = np.array([[4.5, 0, 0], [5.0, 0, 0], [6.0, 0, 0], [8.0, 0, 0], [-1.0, 0, 0]], np.float32)
+    plain = np.asarray(net(X, training=False)).ravel()
+    assert (plain[:4] == 1.0).all()  # what float32 gives: four ties
+    got = predict(net, X)
+    assert np.all(np.diff(got[:4]) > 0) and got[3] < 1.0
+    # 1 - score to float64 precision (1e-16 absolute)
+    np.testing.assert_allclose(1 - got[:4], 1 / (1 + np.exp([18.0, 20.0, 24.0, 32.0])), rtol=2e-3)
+    assert got[4] == pytest.approx(0.5)  # relu: a negative input gives logit 0
