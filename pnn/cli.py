@@ -654,8 +654,8 @@ def submit(config: str, stage: str, output_dir: str | None, scheduler: str | Non
         schedulers.check_resources(res, config=config, from_command_line=(*on_command_line, key))
     if workers is not None and stage != "tune":
         raise PnnError("--workers goes with stage 'tune'")
-    if point_texts and stage not in ("evaluate", "limits"):
-        raise PnnError("--point goes with stages 'evaluate' and 'limits'")
+    if point_texts and stage not in ("evaluate", "limits", "interpolation"):
+        raise PnnError("--point goes with stages 'evaluate', 'limits' and 'interpolation'")
     sel = jobs.Selection(masses, folds, files, res.files_per_job, workers, point_texts)
     if not dry_run:  # a dry run may be looked at before the inputs exist
         jobs.check_inputs(cfg, stage)

@@ -213,13 +213,24 @@ def _network_done(cfg: Config, name: str) -> str:
 
 
 def split_interpolation(cfg: Config, config: str, sel: Selection) -> list[Task]:
-    """One task per interior trained mass: ``pnn study interpolation CONFIG --holdout M``."""
-    interior = cfg.signal_masses(trained_only=True)[1:-1]
-    if not interior:
-        raise PnnError("the interpolation study needs at least three trained masses")
-    return [Task(f"holdout{m:g}", ["study", "interpolation", config, "--holdout", f"{m:g}"],
-                 [_network_done(cfg, f"holdout-m{m:g}")])
-            for m in _masses(sel.masses, interior, "interior trained")]
+    """One task per interior trained mass or point: ``pnn study interpolation CONFIG
+    --holdout M`` (``--holdout mX1000_mY300`` with several parameters)."""
+    names = cfg.parameters
+    inner = points.interior(cfg.signal_points(trained_only=True))
+    if not inner:
+        if len(names) == 1:
+            raise PnnError("the interpolation study needs at least three trained masses")
+        raise PnnError("the interpolation study needs a trained point inside the hull of the "
+                       "others; give each signal sample its point with 'parameters: {...}' "
+                       "so that submit can list them")
+    tasks = []
+    for p in _points(cfg, sel, inner, "interior trained"):
+        label = points.label(names, p)
+        value = f"{p[0]:g}" if len(names) == 1 else label
+        name = f"holdout{value}" if len(names) == 1 else f"holdout-{label}"
+        tasks.append(Task(name, ["study", "interpolation", config, "--holdout", value],
+                          [_network_done(cfg, f"holdout-{label}")]))
+    return tasks
 
 
 def split_dedicated(cfg: Config, config: str, sel: Selection) -> list[Task]:

@@ -237,3 +237,14 @@ def check_trained(names: Sequence[str], wanted: Sequence[Point], trained: Sequen
                        f"to {action} anyway")
     for line in what:
         log.warning("%s: an extrapolation the network was never shown", line)
+
+
+def interior(trained: list) -> list:
+    """The trained points that a hold-out can test, as given (masses or tuples): with one
+    parameter the masses with a trained neighbour on each side (``trained`` sorted); with
+    several, the points not outside the convex hull of the others (inside it, or on its
+    boundary between two of them)."""
+    pts = [as_point(m) for m in trained]
+    if all(len(p) == 1 for p in pts):
+        return list(trained[1:-1])
+    return [m for i, m in enumerate(trained) if not outside([pts[i]], pts[:i] + pts[i + 1:])]

@@ -136,14 +136,8 @@ def trained_masses(cfg: Config, events: pd.DataFrame) -> list:
 
 
 def interior(masses: list) -> list:
-    """The trained points a hold-out tests: with one parameter the masses with a trained
-    neighbour on each side (``masses`` sorted); with several, the points not outside the
-    convex hull of the other points (inside it, or on its boundary between two of them)."""
-    pts = [points.as_point(m) for m in masses]
-    if all(len(p) == 1 for p in pts):
-        return list(masses[1:-1])
-    return [m for i, m in enumerate(masses)
-            if not points.outside([pts[i]], pts[:i] + pts[i + 1:])]
+    """The trained points a hold-out tests (see :func:`pnn.core.points.interior`)."""
+    return points.interior(masses)
 
 
 def neighbours(mass: float, masses: list[float]) -> tuple[float | None, float | None]:

@@ -249,6 +249,28 @@ def test_two_parameter_evaluate_and_limits_go_one_task_per_point(tmp_path) -> No
         assert res.exit_code == 2 and words in res.output, res.output
 
 
+def test_two_parameter_hold_outs_go_one_task_per_interior_point(tmp_path) -> None:
+    grid = [(500, 100), (1000, 100), (1000, 500), (1500, 100), (1500, 800), (750, 250)]
+    raw = {"name": "xy", "output_dir": str(tmp_path / "runs"), "parameters": ["mX", "mY"],
+           "samples": {"signal": [{"name": f"X{x}_Y{y}", "files": str(tmp_path / "s.root"),
+                                   "tree": f"X{x}_Y{y}", "parameters": {"mX": x, "mY": y}}
+                                  for x, y in grid],
+                       "background": [{"name": "qcd", "files": str(tmp_path / "b.root"),
+                                       "tree": "qcd"}]},
+           "features": ["Mjj4", "Mjj2"]}
+    config = tmp_path / "xy.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    c = config.resolve()
+    # (750, 250) lies inside the hull of the others, (1000, 100) on its edge; the rest are corners
+    assert tasks_of(config, "interpolation") == [
+        f"pnn study interpolation {c} --holdout {lab}" for lab in ("mX750_mY250", "mX1000_mY100")]
+    assert tasks_of(config, "interpolation", "--point", "mX=750,mY=250") == [
+        f"pnn study interpolation {c} --holdout mX750_mY250"]
+    res = CliRunner().invoke(main, ["submit", str(config), "interpolation", "--point",
+                                    "mX1500_mY800", "--dry-run"])
+    assert res.exit_code == 2 and "is not one of the interior trained" in res.output, res.output
+
+
 def test_one_parameter_points_are_masses(small_toy) -> None:
     c = small_toy.resolve()
     assert tasks_of(small_toy, "limits", "--point", "m750", "--mass", "500") == [
