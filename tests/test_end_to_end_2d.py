@@ -152,3 +152,12 @@ def test_the_tuning_objective_averages_over_points(run: Path) -> None:
     events, _ = ingest.load_events(cfg)
     z = tune.mean_asimov_z(cfg, events, cfg.run_dir / "model")
     assert np.isfinite(z) and z > 0
+
+
+def test_hold_out_jobs_list_the_interior_points_read_from_tree_names(run: Path) -> None:
+    # the points come from the tree names, so submit reads them from the events table
+    res = CliRunner().invoke(main, ["submit", str(run), "interpolation", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    tasks = (load_config(run).run_dir / "jobs" / "interpolation" / "dry-run" / "tasks.txt")
+    assert [line.split()[-1] for line in tasks.read_text().splitlines()] == [
+        "mX1000_mY90", "mX1500_mY550"]  # on the hull's edges; (1000, 550) lies outside

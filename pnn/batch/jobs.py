@@ -212,17 +212,34 @@ def _network_done(cfg: Config, name: str) -> str:
     return str(cfg.run_dir.resolve() / "study" / "networks" / name / "done.json")
 
 
+def _trained_points(cfg: Config) -> list:
+    """The trained signal points: from the config when every sample gives its point as
+    constants, else from the events table (points read from tree names or branches)."""
+    from pnn.io.ingest import SHARD_DIR, events_path, load_events
+
+    found = cfg.signal_points(trained_only=True)
+    if found or (not events_path(cfg).is_file() and not (cfg.run_dir / SHARD_DIR).is_dir()):
+        return found
+    from pnn.learn.preprocess import parameter_matrix
+    from pnn.learn.train import training_events
+
+    events, _ = load_events(cfg, columns=["sample", "label", *cfg.parameters])
+    ev = training_events(cfg, events)
+    return sorted(tuple(p) for p in points.unique(parameter_matrix(ev[ev["label"] == 1],
+                                                                   cfg.parameters)))
+
+
 def split_interpolation(cfg: Config, config: str, sel: Selection) -> list[Task]:
     """One task per interior trained mass or point: ``pnn study interpolation CONFIG
     --holdout M`` (``--holdout mX1000_mY300`` with several parameters)."""
     names = cfg.parameters
-    inner = points.interior(cfg.signal_points(trained_only=True))
+    inner = points.interior(_trained_points(cfg))
     if not inner:
         if len(names) == 1:
             raise PnnError("the interpolation study needs at least three trained masses")
         raise PnnError("the interpolation study needs a trained point inside the hull of the "
-                       "others; give each signal sample its point with 'parameters: {...}' "
-                       "so that submit can list them")
+                       f"others; with points read from trees or branches, run "
+                       f"'{cfg.command('ingest')}' first so that submit can list them")
     tasks = []
     for p in _points(cfg, sel, inner, "interior trained"):
         label = points.label(names, p)
