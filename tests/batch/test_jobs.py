@@ -215,15 +215,20 @@ def test_forced_apply_tasks_may_overwrite_their_outputs(small_toy) -> None:
     assert not any("--force" in line for line in tasks_of(small_toy, "apply", *files))
 
 
+def _grid_config(tmp_path, grid: list[tuple[int, int]]) -> dict:
+    """A two-parameter config with one signal sample per (mX, mY) point, given as constants."""
+    return {"name": "xy", "output_dir": str(tmp_path / "runs"), "parameters": ["mX", "mY"],
+            "samples": {"signal": [{"name": f"X{x}_Y{y}", "files": str(tmp_path / "s.root"),
+                                    "tree": f"X{x}_Y{y}", "parameters": {"mX": x, "mY": y}}
+                                   for x, y in grid],
+                        "background": [{"name": "qcd", "files": str(tmp_path / "b.root"),
+                                        "tree": "qcd"}]},
+            "features": ["Mjj4", "Mjj2"]}
+
+
 def test_two_parameter_evaluate_and_limits_go_one_task_per_point(tmp_path) -> None:
     grid = [(1000, 300), (1000, 500), (1500, 300)]
-    raw = {"name": "xy", "output_dir": str(tmp_path / "runs"), "parameters": ["mX", "mY"],
-           "samples": {"signal": [{"name": f"X{x}_Y{y}", "files": str(tmp_path / "s.root"),
-                                   "tree": f"X{x}_Y{y}", "parameters": {"mX": x, "mY": y}}
-                                  for x, y in grid],
-                       "background": [{"name": "qcd", "files": str(tmp_path / "b.root"),
-                                       "tree": "qcd"}]},
-           "features": ["Mjj4", "Mjj2"]}
+    raw = _grid_config(tmp_path, grid)
     config = tmp_path / "xy.yaml"
     config.write_text(yaml.safe_dump(raw))
     c = config.resolve()
@@ -251,13 +256,7 @@ def test_two_parameter_evaluate_and_limits_go_one_task_per_point(tmp_path) -> No
 
 def test_two_parameter_hold_outs_go_one_task_per_interior_point(tmp_path) -> None:
     grid = [(500, 100), (1000, 100), (1000, 500), (1500, 100), (1500, 800), (750, 250)]
-    raw = {"name": "xy", "output_dir": str(tmp_path / "runs"), "parameters": ["mX", "mY"],
-           "samples": {"signal": [{"name": f"X{x}_Y{y}", "files": str(tmp_path / "s.root"),
-                                   "tree": f"X{x}_Y{y}", "parameters": {"mX": x, "mY": y}}
-                                  for x, y in grid],
-                       "background": [{"name": "qcd", "files": str(tmp_path / "b.root"),
-                                       "tree": "qcd"}]},
-           "features": ["Mjj4", "Mjj2"]}
+    raw = _grid_config(tmp_path, grid)
     config = tmp_path / "xy.yaml"
     config.write_text(yaml.safe_dump(raw))
     c = config.resolve()
