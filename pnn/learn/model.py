@@ -144,7 +144,7 @@ def _body(model: keras.Model) -> keras.Model | None:
             head = None
         ok = (isinstance(head, keras.layers.Dense) and head.units == 1
               and head.activation is keras.activations.sigmoid)
-        _BODIES[model] = keras.Model(model.inputs, head.input) if ok else None
+        _BODIES[model] = keras.Model(model.inputs[0], head.input) if ok else None
     return _BODIES[model]
 
 
