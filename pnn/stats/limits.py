@@ -303,9 +303,11 @@ def _edges(cfg: Config, method: str, values: np.ndarray, scores: pd.DataFrame) -
         return np.asarray(b.edges, dtype=np.float64)
     sig = scores["label"].to_numpy() == 1
     w = scores["weight"].to_numpy(np.float64)
+    # a score lives in [0, 1]: the outer edges say so, not the extreme scores of the sample
+    bounds = {"low": 0.0, "high": 1.0} if method == "pnn" else {}
     return templates.auto_edges(values[sig], w[sig], values[~sig], w[~sig], z_s=b.z_s, z_b=b.z_b,
                                 min_mc=b.min_mc, max_stat_error=b.max_stat_error,
-                                max_bins=b.max_bins)
+                                max_bins=b.max_bins, **bounds)
 
 
 def _hist(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

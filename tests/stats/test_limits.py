@@ -248,3 +248,16 @@ def test_limits_interrupted_midway_keep_every_other_mass(limited, tmp_path, monk
     assert changed <= {"small/limits/m500/limits.json", "small/limits/m500/templates.png",
                        "small/limits/m500/cls.png", "small/limits/workspaces/pnn_m500.json"}
     assert set(after) == set(before) and leftovers(tmp_path / "runs") == []
+
+
+def test_score_templates_span_zero_to_one_and_baselines_their_values(small_toy) -> None:
+    cfg = load_config(small_toy)
+    rng = np.random.default_rng(4)
+    label = np.r_[np.ones(2000), np.zeros(20000)].astype(int)
+    score = np.where(label == 1, rng.beta(8, 1, label.size), rng.beta(1, 8, label.size))
+    table = pd.DataFrame({"label": label, "weight": np.ones(label.size)})
+    edges = limits._edges(cfg, "pnn", score, table)
+    assert edges[0] == 0.0 and edges[-1] == 1.0 and len(edges) > 3
+    window = -np.abs(rng.normal(0, 50, label.size))
+    edges = limits._edges(cfg, "window", window, table)
+    assert edges[0] == window.min() and edges[-1] == window.max()
