@@ -170,12 +170,14 @@ def _shard(value: str | None) -> tuple[int, int] | None:
     return index, count
 
 
-def do_train(cfg: Config, folds: tuple[int, ...] = ()) -> None:
+def do_train(cfg: Config, folds: tuple[int, ...] = (), jobs: int | None = None) -> None:
+    from pnn.core.workers import available_cores
     from pnn.io import ingest
     from pnn.learn import train
 
     events, meta = ingest.load_events(cfg)
-    res = train.train(cfg, events, list(folds) or None, events_id=meta["id"])
+    res = train.train(cfg, events, list(folds) or None, events_id=meta["id"],
+                      jobs=jobs or available_cores())
     for f in res.folds:
         click.echo(f"fold {f.fold}: {f.epochs_run} epochs, best {f.best_epoch} "
                    f"(val loss {f.best_val_loss:.5f}), {f.seconds:.0f} s")
@@ -301,10 +303,13 @@ def ingest(config: str, output_dir: str | None, shard: str | None, merge: bool) 
 @config_arg
 @output_opt
 @click.option("--fold", "folds", type=int, multiple=True, help="Train only this fold (repeatable).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Folds trained at once, each in its own process with a share of the cores. "
+                   "Default: one per core, at most one per fold.")
 @_stage
-def train(config: str, output_dir: str | None, folds: tuple[int, ...]) -> None:
+def train(config: str, output_dir: str | None, folds: tuple[int, ...], jobs: int | None) -> None:
     """Train one parametrised network per fold."""
-    do_train(_load(config, output_dir), folds)
+    do_train(_load(config, output_dir), folds, jobs)
 
 
 @main.command("inspect")

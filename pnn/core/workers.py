@@ -28,6 +28,14 @@ def _start_worker(blas_threads: int | None) -> None:
         _LIMITS.append(threadpool_limits(blas_threads))
 
 
+def available_cores() -> int:
+    """The cores this process may run on (a batch slot's share, not the whole machine)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def process_pool(jobs: int, blas_threads: int | None = None) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``jobs`` spawned workers, stopped at once if the block raises (Ctrl-C,

@@ -24,7 +24,7 @@ from pnn.learn.train import model_dir
 
 log = logging.getLogger(__name__)
 
-PREDICT_BATCH = 65_536
+PREDICT_BATCH = 16_384  # rows per call: larger ones fall out of the CPU caches
 STEPS_PER_EXECUTION = 64  # training steps per compiled call
 # What keras.saving.load_model raises for a truncated, overwritten or incomplete .keras file.
 MODEL_LOAD_ERRORS = (ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile,
@@ -135,21 +135,33 @@ def restart_from(model: keras.Model, weights: list[np.ndarray]) -> None:
 _BODIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _body(model: keras.Model) -> keras.Model | None:
-    """The network up to its sigmoid output layer ``score`` (None for another design)."""
+def _body(model: keras.Model):
+    """The network up to its sigmoid output layer ``score``, as one compiled function of a
+    batch (None for another design).
+
+    Traced once for any batch length: on two cores this scores six times faster than the
+    eager call, whose per-layer dispatch dominated.
+    """
     if model not in _BODIES:
+        import tensorflow as tf
+
         try:
             head = model.get_layer("score")
         except ValueError:
             head = None
         ok = (isinstance(head, keras.layers.Dense) and head.units == 1
               and head.activation is keras.activations.sigmoid)
-        _BODIES[model] = keras.Model(model.inputs[0], head.input) if ok else None
+        fn = None
+        if ok:
+            body = keras.Model(model.inputs[0], head.input)
+            spec = tf.TensorSpec([None, body.inputs[0].shape[-1]], tf.float32)
+            fn = tf.function(lambda x: body(x, training=False), input_signature=[spec])
+        _BODIES[model] = fn
     return _BODIES[model]
 
 
 def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
-    """Scores in [0, 1] for the rows of ``X``, in large batches.
+    """Scores in [0, 1] for the rows of ``X``, in batches.
 
     The output layer's logit is taken in float64 and put through the sigmoid there: in float32
     every score above 1 - 6e-8 rounds to one of a few values or to 1 itself, which ties the
@@ -158,13 +170,13 @@ def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
     if len(X) == 0:
         return np.zeros(0)
     body = _body(model)
-    # An eager call: no graph is traced per input shape, and the numbers are the same.
+    X = np.asarray(X, dtype=np.float32)
     if body is None:
         out = [np.asarray(model(X[i:i + PREDICT_BATCH], training=False)).ravel()
                for i in range(0, len(X), PREDICT_BATCH)]
         return np.concatenate(out).astype(np.float64)
     kernel, bias = (np.asarray(w, dtype=np.float64) for w in model.get_layer("score").get_weights())
-    logits = [np.asarray(body(X[i:i + PREDICT_BATCH], training=False), dtype=np.float64) @ kernel
+    logits = [np.asarray(body(X[i:i + PREDICT_BATCH]), dtype=np.float64) @ kernel
               for i in range(0, len(X), PREDICT_BATCH)]
     return expit(np.concatenate(logits).ravel() + bias[0])
 

@@ -177,16 +177,14 @@ def is_trained(cfg: Config, name: str) -> bool:
 
 def _train_fold(cfg: Config, variant: Variant, fold: int, log_level: int) -> tuple[str, dict]:
     """Worker process: train one fold of one network with a fixed number of threads."""
-    import tensorflow as tf
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     logging.getLogger("pnn.learn.train").setLevel(max(log_level, logging.WARNING))
-    n = cfg.study.threads_per_network
-    tf.config.threading.set_intra_op_parallelism_threads(n)
-    tf.config.threading.set_inter_op_parallelism_threads(n)
     from pnn.io import ingest
     from pnn.learn import train
+
+    train.limit_threads(cfg.study.threads_per_network)
 
     events, _ = ingest.load_events(cfg)
     res = train.train(cfg, events, [fold], variant=variant,
@@ -1012,10 +1010,9 @@ def run_study(cfg: Config, which: str, jobs: int | None = None) -> StudyResult:
 
 def _limit_threads(n: int) -> None:
     """Cap TensorFlow's threads in this process, if it has not started yet."""
-    import tensorflow as tf
+    from pnn.learn.train import limit_threads
 
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(n)
+        limit_threads(n)
     except RuntimeError:  # already initialised (e.g. in a test process): keep its setting
         log.debug("TensorFlow already initialised; thread count unchanged")

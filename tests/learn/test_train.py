@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -118,3 +120,25 @@ def test_a_diverging_fold_goes_back_to_its_best_weights_at_a_lower_rate(toy_even
 
     model = keras.saving.load_model(tmp_path / "fold0.keras", compile=False)
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_folds_trained_in_parallel_processes_match_one_after_the_other(toy_events,
+                                                                       tmp_path) -> None:
+    """jobs=2 trains the folds in two worker processes; each publishes its own record, and
+    the networks are the ones the folds give when trained in turn."""
+    import keras
+
+    cfg, events = toy_events
+    training = cfg.training.model_copy(update={"epochs": 2, "layers": [8]})
+    cfg = cfg.model_copy(update={"training": training})
+    both = pnn_train.train(cfg, events, out_dir=tmp_path / "parallel", jobs=2, events_id="t")
+    pnn_train.train(cfg, events, out_dir=tmp_path / "serial", jobs=1, events_id="t")
+    assert [f.fold for f in both.folds] == [0, 1]
+    meta = json.loads((tmp_path / "parallel" / "metadata.json").read_text())
+    assert [r["fold"] for r in meta["fold_results"]] == [0, 1]
+    assert not list((tmp_path / "parallel").glob(".staging*"))
+    for fold in (0, 1):
+        a = keras.saving.load_model(tmp_path / "parallel" / f"fold{fold}.keras").get_weights()
+        b = keras.saving.load_model(tmp_path / "serial" / f"fold{fold}.keras").get_weights()
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
