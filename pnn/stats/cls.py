@@ -196,20 +196,62 @@ def _alpha(cl: float) -> float:
     return 1.0 - cl
 
 
+def _band(scan: _AsimovScan, alpha: float) -> dict[int, float]:
+    """The expected limits for b-only fluctuations of -2..+2 sigma, solved on ``scan``."""
+    sigma0 = _fisher_sigma(scan.f)
+    return {n: scan.solve(_k(n, alpha), sigma0) for n in (0, 1, -1, 2, -2)}
+
+
 def expected_limits(spec: dict[str, Any], cl: float = 0.95) -> ExpectedBand:
     """Expected CLs upper limits on mu (median, +-1 and +-2 sigma) from pre-fit b-only Asimov data."""
+    return expected_limits_and_scan(spec, cl, scan_points=0)[0]
+
+
+def expected_limits_and_scan(spec: dict[str, Any], cl: float = 0.95, scan_points: int = 8
+                             ) -> tuple[ExpectedBand, dict[str, np.ndarray]]:
+    """:func:`expected_limits` and the expected CLs curve for its plot, from the same fits.
+
+    The curve takes every mu that the limit search fitted, plus points of an even grid of
+    ``scan_points`` up to 1.4 times the +2 sigma limit where the search left a gap: a third
+    of the fits of a separate :func:`cls_scan`, with the same values at each mu.
+    """
     start = time.perf_counter()
     alpha = _alpha(cl)
     with _numpy_backend():
         fitter = _Fitter(spec)
         scan = _AsimovScan(fitter)
-        sigma0 = _fisher_sigma(fitter)
-        limits = {n: scan.solve(_k(n, alpha), sigma0) for n in (0, 1, -1, 2, -2)}
-    band = ExpectedBand(*(float(limits[n]) for n in SIGMAS), seconds=time.perf_counter() - start,
-                        fits=fitter.fits)
+        limits = _band(scan, alpha)
+        band = ExpectedBand(*(float(limits[n]) for n in SIGMAS),
+                            seconds=time.perf_counter() - start, fits=fitter.fits)
+        curve: dict[str, np.ndarray] = {}
+        if scan_points:
+            grid = np.linspace(0.0, 1.4 * band.plus2, scan_points + 1)[1:]
+            mus = _curve_points(sorted(m for m in scan.points if m > 0), grid)
+            curve = _expected_cls(scan, mus)
     log.info("expected limits on mu: median %.4g, band [%.4g, %.4g] (%d fits, %.2f s)",
              band.median, band.minus2, band.plus2, band.fits, band.seconds)
-    return band
+    return band, curve
+
+
+def _curve_points(fitted: list[float], grid: np.ndarray) -> np.ndarray:
+    """The fitted mus (those within 2 % of a kept one dropped) and the grid points farther
+    than half a grid step from all of them."""
+    kept: list[float] = []
+    for mu in fitted:
+        if not kept or mu > 1.02 * kept[-1]:
+            kept.append(mu)
+    step = float(grid[1] - grid[0]) if len(grid) > 1 else float(grid[0])
+    fill = [g for g in grid if all(abs(g - m) > step / 2 for m in kept)]
+    return np.array(sorted({*[m for m in kept if m <= grid[-1]], *fill}))
+
+
+def _expected_cls(scan: _AsimovScan, mus: np.ndarray) -> dict[str, np.ndarray]:
+    """Expected CLs (median and bands) at ``mus`` from sqrt(q_mu,A) on ``scan``."""
+    r = np.array([scan.root_q(float(mu)) for mu in mus])
+    out: dict[str, np.ndarray] = {"mu": np.asarray(mus, dtype=float)}
+    for key, n in zip(BAND_KEYS, SIGMAS, strict=True):
+        out[key] = norm.sf(r - n) / norm.cdf(n)
+    return out
 
 
 def _observed_cls(fitter: _Fitter, mu: float, data: np.ndarray) -> float:
@@ -277,12 +319,18 @@ def cls_scan(spec: dict[str, Any], mus: np.ndarray, data: np.ndarray | None = No
         raise PnnError("CLs scan points must be positive values of mu")
     with _numpy_backend():
         fitter = _Fitter(spec)
-        scan = _AsimovScan(fitter)
-        r = np.array([scan.root_q(float(mu)) for mu in mus])
-        out: dict[str, np.ndarray] = {"mu": mus}
-        for key, n in zip(BAND_KEYS, SIGMAS, strict=True):
-            out[key] = norm.sf(r - n) / norm.cdf(n)
+        out = _expected_cls(_AsimovScan(fitter), mus)
         if data is not None:
-            full = fitter.full_data(data)
-            out["observed"] = np.array([_observed_cls(fitter, float(mu), full) for mu in mus])
+            out["observed"] = _observed_curve(fitter, mus, data)
     return out
+
+
+def observed_cls(spec: dict[str, Any], mus: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Observed CLs at each ``mu`` for the channel counts ``data``."""
+    with _numpy_backend():
+        return _observed_curve(_Fitter(spec), np.asarray(mus, dtype=float).ravel(), data)
+
+
+def _observed_curve(fitter: _Fitter, mus: np.ndarray, data: np.ndarray) -> np.ndarray:
+    full = fitter.full_data(data)
+    return np.array([_observed_cls(fitter, float(mu), full) for mu in mus])

@@ -488,14 +488,14 @@ def fit(spec: dict, observations: np.ndarray | None, cl: float, scan: bool,
     ``figures`` (the templates, the staging folder of the point and the look), the worker
     also draws the templates and the CLs scan there."""
     start = time.perf_counter()
-    band = cls.expected_limits(spec, cl)
-    out: dict[str, Any] = {"band": band, "observed": None, "p0": None, "z": None, "scan": None}
+    band, curve = cls.expected_limits_and_scan(spec, cl, scan_points=8 if scan else 0)
+    out: dict[str, Any] = {"band": band, "observed": None, "p0": None, "z": None,
+                           "scan": curve or None}
     if observations is not None:
         out["observed"] = cls.observed_limit(spec, observations, cl, guess=band.median)
         out["p0"], out["z"] = cls.local_significance(spec, observations)
-    if scan:
-        mus = np.linspace(0.0, 1.4 * band.plus2, 9)[1:]
-        out["scan"] = cls.cls_scan(spec, mus, observations)
+        if scan:
+            curve["observed"] = cls.observed_cls(spec, curve["mu"], observations)
     out["seconds"] = time.perf_counter() - start
     if figures is not None and out["scan"] is not None:
         prepared, folder, style = figures

@@ -80,6 +80,28 @@ def test_cls_scan_crosses_alpha_at_the_expected_limits(band) -> None:
     assert np.all(np.diff(scan["median"]) < 0)
 
 
+def test_the_curve_for_the_plot_reuses_the_fits_of_the_limits(band, monkeypatch) -> None:
+    """The CLs curve comes from the limit search's own fits plus a few to fill the grid: the
+    same band, fewer fits than the limits and a separate scan, the same CLs at each mu."""
+    calls = []
+    real = cls._Fitter.fit
+    monkeypatch.setattr(cls._Fitter, "fit", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    together, curve = cls.expected_limits_and_scan(_spec(), scan_points=8)
+    shared = len(calls)
+    cls.expected_limits(_spec())
+    cls.cls_scan(_spec(), np.linspace(0, 1.4 * band.plus2, 9)[1:])
+    assert shared < 0.75 * (len(calls) - shared)
+    np.testing.assert_allclose(together.as_tuple(), band.as_tuple(), rtol=1e-9)
+    mus = curve["mu"]
+    assert np.all(np.diff(mus) > 0) and mus[0] > 0
+    assert mus[-1] == pytest.approx(1.4 * band.plus2)
+    assert np.max(np.diff(np.concatenate([[0.0], mus]))) <= 1.4 * band.plus2 / 8 * 1.5
+    separate = cls.cls_scan(_spec(), mus)
+    for key in cls.BAND_KEYS:
+        np.testing.assert_allclose(curve[key], separate[key], atol=0.01)
+    assert np.all(np.diff(curve["median"]) < 0)
+
+
 def test_injected_signal_is_seen(band) -> None:
     data = BKG + 3 * SIG * HIGH
     observed = cls.observed_limit(_spec(), data)
