@@ -71,6 +71,41 @@ def test_run_writes_models_scalers_and_plots(finished_run) -> None:
     assert not list(cfg.run_dir.rglob(".*tmp*"))
 
 
+def test_points_evaluated_by_workers_match_in_place_and_a_failing_one_spares_the_rest(
+        finished_run, tmp_path) -> None:
+    """Two worker processes evaluate the points; one without signal fails the command (exit 2)
+    while the others are published whole, with the numbers an in-process evaluation gives."""
+    from pnn.io import ingest
+    from pnn.learn.model import FoldModels
+    from pnn.stats import evaluate
+
+    path, _ = finished_run
+    cfg = load_config(path)
+    copy = tmp_path / "small"
+    copy.mkdir()
+    for name in ("events.parquet", "events.json"):
+        shutil.copy(cfg.run_dir / name, copy / name)
+    shutil.copytree(cfg.run_dir / "model", copy / "model")
+    res = CliRunner().invoke(main, ["evaluate", str(path), "-o", str(tmp_path), "--mass", "500",
+                                    "--mass", "1000", "--mass", "1234"])
+    assert res.exit_code == 2 and "no signal events at mass 1234 GeV" in res.output
+    assert "Traceback" not in res.output
+    assert not (copy / "evaluate" / "m1234").exists()
+    assert not list(copy.rglob(".*tmp*"))
+    here = load_config(path, {"output_dir": str(tmp_path / "in_place")})
+    shutil.copytree(copy, here.run_dir)
+    events, meta = ingest.load_events(here, columns=evaluate.event_columns(here))
+    models = FoldModels.load(here.run_dir)
+    for m in (500.0, 1000.0):
+        folder = copy / "evaluate" / f"m{m:g}"
+        assert (folder / "roc.png").stat().st_size > 1000
+        got = json.loads((folder / "metrics.json").read_text())["methods"]
+        ref = evaluate.evaluate_mass(here, events, models, m, meta["toy"]).methods
+        for method, numbers in got.items():
+            for key, value in numbers.items():
+                assert value == pytest.approx(getattr(ref[method], key), rel=1e-6, nan_ok=True)
+
+
 def test_evaluate_one_mass_and_refuse_extrapolation(finished_run) -> None:
     path, _ = finished_run
     runner = CliRunner()

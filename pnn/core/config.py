@@ -449,6 +449,8 @@ class Evaluation(_Strict):
         0.02, gt=0, lt=0.5, description="warn when a mass-only classifier's AUC is off 0.5 by more"
     )
     allow_extrapolation: bool = Field(False, description="evaluate outside the trained range")
+    jobs: int = Field(2, ge=1, description="points evaluated at once, each in its own process "
+                      "(each holds the events table: 1 keeps one copy)")
     background_uncertainty: float = Field(
         0.0, ge=0, description="relative background uncertainty of the Asimov Z with uncertainty "
         "(z_bkg_uncertainty; Cowan 2012); 0 gives the plain Asimov Z")

@@ -11,15 +11,15 @@ TMVA overtraining check (train vs test score distributions with KS p-values).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import gc
 import logging
-from concurrent.futures import Executor, Future
+from collections.abc import Callable
+from concurrent import futures
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,12 +31,14 @@ from pnn.core.atomic import Staging, sweep, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
-from pnn.core.workers import process_pool
+from pnn.core.workers import available_cores, process_pool
 from pnn.io import exact
 from pnn.learn.preprocess import cut_halves, feature_matrix, folds, parameter_matrix
 from pnn.learn.train import require_model, training_events
 from pnn.show import plots
+from pnn.show.style import Style
 from pnn.show.style import current as current_style
+from pnn.show.style import use as use_style
 from pnn.stats import metrics, sanity
 from pnn.stats.ks import ks_2samp_weighted
 
@@ -261,39 +263,6 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     to ``scores.parquet`` as they go; the figures of merit come from one sort of each
     discriminant, with bootstrap uncertainties.
     """
-    return start_mass(cfg, events, models, mass, toy_samples, inputs, chunk).finish()
-
-
-@dataclass
-class PendingMass:
-    """A mass whose numbers are done and staged, its figures drawn here or by a worker;
-    :meth:`finish` publishes them all with ``metrics.json``, :meth:`abandon` drops them."""
-
-    result: MassResult
-    staged: Staging
-    record: dict
-    stack: contextlib.ExitStack  # the task lock and the staging folder, held until then
-    job: Future | None = None
-
-    def finish(self) -> MassResult:
-        with self.stack:
-            if self.job is not None:
-                self.job.result()
-            write_json(self.staged.path("metrics.json"), {**asdict(self.result), **self.record})
-            self.staged.publish(last=["metrics.json"])
-        return self.result
-
-    def abandon(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-        self.stack.close()
-
-
-def start_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: float | tuple,
-               toy_samples: str | bool, inputs: dict[str, str] | None = None,
-               chunk: int | None = None, pool: Executor | None = None) -> PendingMass:
-    """Score one mass and compute its numbers into a staging folder; its figures are drawn
-    now, or by ``pool`` while the caller goes on to the next mass."""
     ev = cfg.evaluation
     names = cfg.parameters
     point = points.as_point(mass)
@@ -310,9 +279,8 @@ def start_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: floa
     out_dir = mass_dir(cfg.run_dir, point, names)
     trained = bool(points.mask(np.asarray(models.trained_points), point).any())
     title = where + ("" if trained else " (not trained on)")
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(task_lock(cfg.run_dir, f"evaluate-{out_dir.name}"))
-        staged = stack.enter_context(Staging(out_dir, "evaluate"))
+    with task_lock(cfg.run_dir, f"evaluate-{out_dir.name}"), \
+            Staging(out_dir, "evaluate") as staged:
         sc = score_mass(cfg, events, rows, models, mass, toy_samples, window,
                         staged.path(SCORES_FILE), chunk or ev.chunk_events)
         del rows
@@ -368,14 +336,11 @@ def start_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: floa
             scan=plots.thin_scan(pnn_scan, ev.min_background_events),
             cuts=(results["pnn"].cut, results["pnn"].cut_other_half),
             min_bkg_events=ev.min_background_events, title=title, style=current_style())
-        job = None
-        if pool is None:
-            plots.mass_figures(figures, staged.dir)
-        else:
-            job = pool.submit(plots.mass_figures, figures, staged.dir)
+        plots.mass_figures(figures, staged.dir)
         record = {provenance.KEY: provenance.record(cfg, "evaluate", inputs)}
-        return PendingMass(result, staged, record, stack.pop_all(), job)
-    raise AssertionError("unreachable")  # the with block returns or raises
+        write_json(staged.path("metrics.json"), {**asdict(result), **record})
+        staged.publish(last=["metrics.json"])
+    return result
 
 
 def _ratio(results: dict[str, MethodMetrics], key: str) -> float:
@@ -501,39 +466,24 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     check_masses(masses, models.trained_points, allow, cfg.parameters)
     check_yields(cfg, events, masses)
     sweep(cfg.run_dir / "evaluate")
-    run_checks(cfg, events, models)
     inputs = {"model": model_id, "events": events_id}
-    out = []
     names = cfg.parameters
     # What exists now (modules, TensorFlow, the models, the events) lives to the end: moved
     # out of the collector's sight, each collection between masses scans only what a mass made.
     gc.freeze()
-    # With several masses, one worker draws the figures of a mass while the next is scored;
-    # a mass is published once its figures are drawn, at most one waits at a time.
-    with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(process_pool(1, blas_threads=1)) if len(masses) > 1 else None
-        waiting: PendingMass | None = None
-        try:
-            for i, m in enumerate(masses, 1):
-                log.info("evaluating %s (%d/%d)", points.describe(names, points.as_point(m)), i,
-                         len(masses))
-                pending = start_mass(cfg, events, models, m, meta.get("toy") or False, inputs,
-                                     pool=pool)
-                previous, waiting = waiting, pending
-                if previous is not None:
-                    out.append(previous.finish())
-                release_memory()
-            if waiting is not None:
-                out.append(waiting.finish())
-                waiting = None
-        except BaseException:
-            # the mass before the failing one is complete once its figures are: keep it
-            if waiting is not None and waiting.job is not None and waiting.job.done() \
-                    and waiting.job.exception() is None:
-                waiting.finish()
-            elif waiting is not None:
-                waiting.abandon()
-            raise
+    toy = meta.get("toy") or False
+    jobs = min(cfg.evaluation.jobs, available_cores(), len(masses))
+    if jobs > 1:
+        out = _evaluate_in_workers(cfg, masses, meta, inputs, jobs,
+                                   lambda: run_checks(cfg, events, models))
+    else:
+        run_checks(cfg, events, models)
+        out = []
+        for i, m in enumerate(masses, 1):
+            log.info("evaluating %s (%d/%d)", points.describe(names, points.as_point(m)), i,
+                     len(masses))
+            out.append(evaluate_mass(cfg, events, models, m, toy, inputs))
+            release_memory()
     if default_set:
         write_json(index_path(cfg.run_dir), {
             "masses": [m if len(names) == 1 else list(m) for m in masses],
@@ -542,6 +492,74 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
             provenance.KEY: provenance.record(cfg, "evaluate", inputs),
         })
     return out
+
+
+_WORKER: dict[str, Any] = {}  # a point worker's events table and networks, read once
+
+
+def _evaluate_point(cfg: Config, mass: float | tuple, meta: dict, inputs: dict[str, str],
+                    look: Style, log_level: int, threads: int) -> MassResult:
+    """Worker process: evaluate one point on the events table and networks on disk (read by
+    the first point this worker takes), which must be those the command started from."""
+    if not _WORKER:
+        from pnn.io.ingest import load_events
+        from pnn.learn.model import FoldModels
+        from pnn.learn.train import limit_threads
+
+        logging.basicConfig(level=log_level, format="%(asctime)s %(name)s: %(message)s",
+                            datefmt="%H:%M:%S")
+        limit_threads(threads)
+        use_style(look)
+        events, found = load_events(cfg, columns=event_columns(cfg))
+        if found.get("id") != meta.get("id"):
+            raise PnnError(f"the events table changed during the evaluation: rerun "
+                           f"'{cfg.command('evaluate')}'")
+        _WORKER.update(events=events, models=FoldModels.load(cfg.run_dir))
+        gc.freeze()
+    result = evaluate_mass(cfg, _WORKER["events"], _WORKER["models"], mass,
+                           meta.get("toy") or False, inputs)
+    release_memory()
+    return result
+
+
+def _evaluate_in_workers(cfg: Config, masses: list, meta: dict, inputs: dict[str, str],
+                         jobs: int, meanwhile: Callable[[], object]) -> list[MassResult]:
+    """Every point in ``jobs`` worker processes, each point scored, measured, drawn and
+    published by one worker; ``meanwhile`` runs here as they start. A point that fails
+    stops the command once the points already under way are published."""
+    threads = max(1, available_cores() // jobs)
+    results: dict[int, MassResult] = {}
+    try:
+        _run_points(cfg, masses, meta, inputs, jobs, meanwhile, threads, results)
+    except BaseException:
+        sweep(cfg.run_dir / "evaluate")  # what stopped workers were staging
+        raise
+    return [results[i] for i in sorted(results)]
+
+
+def _run_points(cfg: Config, masses: list, meta: dict, inputs: dict[str, str], jobs: int,
+                meanwhile: Callable[[], object], threads: int, results: dict[int, MassResult]
+                ) -> None:
+    names = cfg.parameters
+    level = logging.getLogger().getEffectiveLevel()
+    with process_pool(jobs) as pool:
+        todo = {pool.submit(_evaluate_point, cfg, m, meta, inputs, current_style(), level,
+                            threads): i for i, m in enumerate(masses)}
+        meanwhile()
+        error: BaseException | None = None
+        for fut in futures.as_completed(todo):
+            i = todo[fut]
+            try:
+                results[i] = fut.result()
+            except Exception as exc:  # the others under way still finish and publish
+                error = error or exc
+                for other in todo:
+                    other.cancel()
+                continue
+            log.info("evaluated %s (%d/%d)", points.describe(names, points.as_point(masses[i])),
+                     len(results), len(masses))
+        if error is not None:
+            raise error
 
 
 def require_metrics(cfg: Config, found: list[tuple[Path, dict]]) -> None:

@@ -90,26 +90,7 @@ def test_scoring_in_many_chunks_gives_the_numbers_of_the_in_memory_reference(toy
     assert saved["methods"]["optimal"]["z_err"] == whole.methods["optimal"].z_err
 
 
-def test_figures_drawn_by_a_worker_match_those_drawn_in_place(toy_events) -> None:
-    from pnn.core.workers import process_pool
-
-    cfg, events = toy_events
-    models = echo_models(cfg.features, 2)
-    here = evaluate.evaluate_mass(cfg, events, models, 1000.0, True)
-    with process_pool(1) as pool:
-        pending = [evaluate.start_mass(cfg, events, models, m, True, pool=pool)
-                   for m in (500.0, 1000.0)]
-        assert not evaluate.metrics_path(cfg.run_dir, 500.0).exists()  # not before its figures
-        done = [p.finish() for p in pending]
-    assert done[1] == here
-    for m in (500.0, 1000.0):
-        folder = evaluate.mass_dir(cfg.run_dir, m)
-        assert {"scores.png", "roc.png", "significance.png", "metrics.json",
-                "scores.parquet"} <= {p.name for p in folder.iterdir()}
-        assert not list(folder.glob(".staging-*"))
-
-
-def test_a_failure_keeps_the_mass_before_it_and_nothing_of_its_own(toy_events, monkeypatch) -> None:
+def test_a_failure_keeps_the_masses_before_it_and_nothing_of_its_own(toy_events, monkeypatch) -> None:
     cfg, events = toy_events
     models = echo_models(cfg.features, 2)
     monkeypatch.setattr(evaluate, "require_model", lambda *a, **k: "model-id")
@@ -117,20 +98,20 @@ def test_a_failure_keeps_the_mass_before_it_and_nothing_of_its_own(toy_events, m
 
     monkeypatch.setattr(FoldModels, "load", staticmethod(lambda run_dir: models))
     monkeypatch.setattr(evaluate, "run_checks", lambda *a, **k: None)
-    real = evaluate.start_mass
+    cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"jobs": 1})})
+    real = evaluate.evaluate_mass
 
     def failing(cfg, events, models, mass, *args, **kwargs):
         if mass == 1500.0:
             raise PnnError("planted failure")
         return real(cfg, events, models, mass, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "start_mass", failing)
+    monkeypatch.setattr(evaluate, "evaluate_mass", failing)
     with pytest.raises(PnnError, match="planted failure"):
         evaluate.evaluate(cfg, events, {"id": "events-id", "toy": True}, [500.0, 1000.0, 1500.0])
-    assert evaluate.metrics_path(cfg.run_dir, 500.0).exists()
-    # the mass before the failure is published once its figures are drawn, or not at all
-    folder = evaluate.mass_dir(cfg.run_dir, 1000.0)
-    made = evaluate.metrics_path(cfg.run_dir, 1000.0).exists()
-    assert made == (folder / "roc.png").exists()
-    assert not list(folder.glob(".staging-*"))
+    for m in (500.0, 1000.0):
+        folder = evaluate.mass_dir(cfg.run_dir, m)
+        assert evaluate.metrics_path(cfg.run_dir, m).exists()
+        assert (folder / "roc.png").exists()
+        assert not list(folder.glob(".staging-*"))
     assert not evaluate.mass_dir(cfg.run_dir, 1500.0).exists()
