@@ -148,13 +148,19 @@ class Staging:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs: a zombie (dead, not yet reaped, as the workers of
+    a killed command can stay under an init that does not reap) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no /proc (not Linux): signal 0 is all there is
+        return True
+    return state != "Z"
 
 
 def sweep(root: Path) -> list[Path]:

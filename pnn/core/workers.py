@@ -8,17 +8,33 @@ outlive the command.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 from pnn.core.quiet import inherit
 
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
 _LIMITS: list[object] = []  # keeps the thread limits of this worker in force
 
 
-def _start_worker(blas_threads: int | None) -> None:
+def _die_with(parent: int) -> None:
+    """Have the kernel SIGKILL this worker when its command dies (Linux): a command killed
+    with SIGKILL cannot stop its workers itself, and they must not go on writing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # the command died before the request took effect
+        os._exit(1)
+
+
+def _start_worker(blas_threads: int | None, parent: int) -> None:
+    _die_with(parent)
     inherit()
     if blas_threads is not None:
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -46,7 +62,7 @@ def process_pool(jobs: int, blas_threads: int | None = None) -> Iterator[Process
     """
     # The initializer runs before a worker unpickles its first task (which may import TF).
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(blas_threads,))
+                               initializer=_start_worker, initargs=(blas_threads, os.getpid()))
     try:
         yield pool
     except BaseException:

@@ -230,10 +230,12 @@ def load_study(cfg: Config) -> tuple[Any, Any] | None:
     path = journal_path(cfg)
     if not path.is_file():
         return None
-    storage = _storage(path)
-    if STUDY not in [s.study_name for s in storage.get_all_studies()]:
-        return None
-    study = optuna.load_study(study_name=STUDY, storage=storage)
+    # not half-way through another worker's set-up (the study made, its provenance not yet)
+    with _setup_lock(tune_dir(cfg)) if os.access(path.parent, os.W_OK) else contextlib.nullcontext():
+        storage = _storage(path)
+        if STUDY not in [s.study_name for s in storage.get_all_studies()]:
+            return None
+        study = optuna.load_study(study_name=STUDY, storage=storage)
     _check(cfg, study, None)
     return study, storage
 

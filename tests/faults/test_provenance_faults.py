@@ -49,7 +49,7 @@ def test_a_training_killed_mid_epoch_keeps_the_old_model_and_report_refuses(fini
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pnn_train, "run_epoch", killed)
-    res = run("train", str(finished))
+    res = run("train", str(finished), "--jobs", "1")  # in this process, where the patch is
     assert res.exit_code == 143 and "terminated" in res.output
     assert snapshot(cfg.run_dir) == before and leftovers(cfg.run_dir) == []
     msg = one_line_error(run("report", str(finished)))

@@ -103,11 +103,33 @@ def test_temporaries_of_dead_processes_are_swept_and_live_ones_kept(tmp_path) ->
     assert live.exists() and other_host.exists()
 
 
+def test_temporaries_of_an_unreaped_dead_process_are_swept(tmp_path) -> None:
+    """A zombie (dead, never reaped, as a killed command's workers may stay) holds nothing."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    _wait_for(lambda: not _running(zombie.pid))
+    assert Path(f"/proc/{zombie.pid}").exists()  # not reaped yet
+    staging = tmp_path / f".staging-fold0.tmp-{HOST}-{zombie.pid}"
+    staging.mkdir()
+    try:
+        assert sweep(tmp_path) == [staging]
+    finally:
+        zombie.wait()
+
+
 def _wait_for(predicate, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < end, "timed out waiting for the stage to start"
         time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _start_training(finished: Path) -> tuple[subprocess.Popen, Path]:
@@ -136,13 +158,18 @@ def test_a_signal_mid_training_keeps_the_old_model(finished, sig, code, word) ->
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_run(finished) -> None:
+    """SIGKILL gives the command no chance to clean up: its fold workers die with it (none
+    goes on writing), and the next run removes what they were staging."""
     cfg = load_config(finished)
     kept = snapshot(cfg.run_dir)
     proc, _ = _start_training(finished)
+    workers = children_of(proc.pid)
+    assert workers
     proc.kill()
     proc.communicate(timeout=60)
+    _wait_for(lambda: not [w for w in workers if _running(w)])
     left = leftovers(cfg.run_dir)
-    assert left and all(".staging-fold0" in p for p in left)
+    assert left and all(".staging-fold" in p for p in left)
     assert snapshot(cfg.run_dir) == kept  # the complete old model is untouched
     edit(finished, "training", epochs=1)
     res = run("train", str(finished), "--fold", "1")
@@ -166,8 +193,6 @@ def test_sigterm_stops_the_study_workers(finished) -> None:
     assert [line for line in err.splitlines() if line.strip()] == [
         "pnn: terminated; no partial output was kept"], err
     time.sleep(0.5)
-    alive = [w for w in workers if Path(f"/proc/{w}").exists()
-             and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0]]
-    assert alive == []
+    assert [w for w in workers if _running(w)] == []
     assert leftovers(study) == []
     shutil.rmtree(study)

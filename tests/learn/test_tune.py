@@ -76,6 +76,28 @@ def test_list_choices_survive_the_journal_and_the_first_trial_is_enqueued_once(t
     assert tune.trial_config(cfg, values[1]).training.layers == values[1]["layers"]
 
 
+def test_a_worker_never_reads_a_study_half_way_through_its_set_up(tmp_path) -> None:
+    """Between the study's creation and its provenance another worker must wait, not call
+    the journal stale (two Slurm array tasks start together)."""
+    import threading
+
+    import optuna
+
+    cfg = _cfg(tmp_path)
+    seen: list = []
+    with tune._setup_lock(tune.tune_dir(cfg)):
+        storage = tune._storage(tune.journal_path(cfg))
+        study = optuna.create_study(storage=storage, study_name=tune.STUDY)
+        reader = threading.Thread(target=lambda: seen.append(tune.load_study(cfg)))
+        reader.start()
+        reader.join(timeout=1.0)
+        assert reader.is_alive()  # waits for the set-up to finish
+        study.set_user_attr(tune.provenance.KEY,
+                            tune.provenance.record(cfg, "tune", {"events": "events-id"}))
+    reader.join(timeout=30)
+    assert not reader.is_alive() and seen and seen[0] is not None
+
+
 def test_trials_of_dead_workers_end_failed(tmp_path) -> None:
     cfg = _cfg(tmp_path, stale_after=60)
     study, storage = tune.open_study(cfg, "events-id", seed=1)
