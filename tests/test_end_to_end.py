@@ -71,6 +71,15 @@ def test_run_writes_models_scalers_and_plots(finished_run) -> None:
     assert not list(cfg.run_dir.rglob(".*tmp*"))
 
 
+def _events_copy(run_dir: Path, tmp_path: Path) -> Path:
+    """The run's events table (and its record) under ``tmp_path``, as ``-o tmp_path`` reads it."""
+    copy = tmp_path / run_dir.name
+    copy.mkdir()
+    for name in ("events.parquet", "events.json"):
+        shutil.copy(run_dir / name, copy / name)
+    return copy
+
+
 def test_points_evaluated_by_workers_match_in_place_and_a_failing_one_spares_the_rest(
         finished_run, tmp_path) -> None:
     """Two worker processes evaluate the points; one without signal fails the command (exit 2)
@@ -81,10 +90,7 @@ def test_points_evaluated_by_workers_match_in_place_and_a_failing_one_spares_the
 
     path, _ = finished_run
     cfg = load_config(path)
-    copy = tmp_path / "small"
-    copy.mkdir()
-    for name in ("events.parquet", "events.json"):
-        shutil.copy(cfg.run_dir / name, copy / name)
+    copy = _events_copy(cfg.run_dir, tmp_path)
     shutil.copytree(cfg.run_dir / "model", copy / "model")
     res = CliRunner().invoke(main, ["evaluate", str(path), "-o", str(tmp_path), "--mass", "500",
                                     "--mass", "1000", "--mass", "1234"])
@@ -124,10 +130,7 @@ def test_training_is_reproducible(finished_run, tmp_path) -> None:
     path, _ = finished_run
     cfg = load_config(path)
     first = keras.saving.load_model(cfg.run_dir / "model" / "fold0.keras").get_weights()
-    copy = tmp_path / "small"
-    copy.mkdir()
-    for name in ("events.parquet", "events.json"):
-        shutil.copy(cfg.run_dir / name, copy / name)
+    _events_copy(cfg.run_dir, tmp_path)
     res = CliRunner().invoke(main, ["train", str(path), "--output-dir", str(tmp_path),
                                     "--fold", "0"])
     assert res.exit_code == 0, res.output
@@ -172,10 +175,7 @@ def test_help_imports_nothing_heavy(argv) -> None:
 def test_folds_trained_one_at_a_time_make_a_complete_model(finished_run, tmp_path) -> None:
     path, _ = finished_run
     cfg = load_config(path)
-    copy = tmp_path / "small"
-    copy.mkdir()
-    for name in ("events.parquet", "events.json"):
-        shutil.copy(cfg.run_dir / name, copy / name)
+    copy = _events_copy(cfg.run_dir, tmp_path)
     runner = CliRunner()
     assert runner.invoke(main, ["train", str(path), "-o", str(tmp_path), "--fold", "1"]).exit_code == 0
     res = runner.invoke(main, ["evaluate", str(path), "-o", str(tmp_path), "--mass", "500"])
