@@ -14,7 +14,9 @@ import os
 import signal
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
+from pnn.core.atomic import sweep
 from pnn.core.quiet import inherit
 
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
@@ -53,12 +55,14 @@ def available_cores() -> int:
 
 
 @contextlib.contextmanager
-def process_pool(jobs: int, blas_threads: int | None = None) -> Iterator[ProcessPoolExecutor]:
+def process_pool(jobs: int, blas_threads: int | None = None, *,
+                 leftovers: Path | None = None) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``jobs`` spawned workers, stopped at once if the block raises (Ctrl-C,
     SIGTERM, an error) and shut down cleanly otherwise.
 
     ``blas_threads`` caps the BLAS/OpenMP threads of each worker: numpy-heavy workers that
-    each spread over every core slow one another down several times over.
+    each spread over every core slow one another down several times over. ``leftovers`` is
+    the folder whose temporaries and staging folders stopped workers leave to be swept.
     """
     # The initializer runs before a worker unpickles its first task (which may import TF).
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
@@ -67,6 +71,8 @@ def process_pool(jobs: int, blas_threads: int | None = None) -> Iterator[Process
         yield pool
     except BaseException:
         stop_workers(pool)
+        if leftovers is not None:
+            sweep(leftovers)  # what the stopped workers were staging under it
         raise
     pool.shutdown()
 

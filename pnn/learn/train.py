@@ -278,11 +278,9 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
     baseline networks into their own ``out_dir``. Each fold is one task: its model, scaler,
     history and plot are staged and published together, then recorded in ``metadata.json``
     with their SHA-256 and provenance (``events_id`` names the events table trained on).
-    With ``jobs`` > 1, that many folds train at once in worker processes.
+    With ``jobs`` > 1, that many folds train at once in worker processes (and TensorFlow is
+    started only there).
     """
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
     k = cfg.preprocessing.folds
     fold_ids = list(range(k)) if fold_ids is None else fold_ids
     bad = [f for f in fold_ids if not 0 <= f < k]
@@ -303,6 +301,7 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
     sweep(out_dir)
     jobs = max(1, min(jobs, len(fold_ids)))
     if jobs == 1:
+        _deterministic()
         results = [_train_and_publish(cfg, events, f, out_dir, variant, masses, events_id)
                    for f in fold_ids]
     else:
@@ -327,6 +326,13 @@ def _train_and_publish(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Pa
     return res
 
 
+def _deterministic() -> None:
+    """The same config and seed give the same weights (TensorFlow's deterministic kernels)."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+
+
 def limit_threads(n: int) -> None:
     """Give TensorFlow ``n`` threads in this process (before its first operation): processes
     that each take every core slow one another down."""
@@ -340,12 +346,10 @@ def _fold_worker(cfg: Config, events: pd.DataFrame, fold: int, out_dir: Path, va
                  masses: list, events_id: str | None, threads: int, log_level: int
                  ) -> FoldResult:
     """Worker process: train and publish one fold with ``threads`` TensorFlow threads."""
-    import tensorflow as tf
-
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     limit_threads(threads)
-    tf.config.experimental.enable_op_determinism()
+    _deterministic()
     return _train_and_publish(cfg, events, fold, out_dir, variant, masses, events_id)
 
 
@@ -363,17 +367,10 @@ def _train_in_workers(cfg: Config, events: pd.DataFrame, fold_ids: list[int], ou
     level = logging.getLogger().getEffectiveLevel()
     log.info("training %d folds in %d processes of %d thread(s) each", len(fold_ids), jobs,
              threads)
-    results = []
-    try:
-        with process_pool(jobs) as pool:
-            futures = [pool.submit(_fold_worker, cfg, events, f, out_dir, variant, masses,
-                                   events_id, threads, level) for f in fold_ids]
-            for fut in as_completed(futures):
-                results.append(fut.result())
-    except BaseException:
-        sweep(out_dir)  # what the stopped workers were staging
-        raise
-    return results
+    with process_pool(jobs, leftovers=out_dir) as pool:
+        futures = [pool.submit(_fold_worker, cfg, events, f, out_dir, variant, masses,
+                               events_id, threads, level) for f in fold_ids]
+        return [fut.result() for fut in as_completed(futures)]
 
 
 def _sha256(path: Path) -> str:

@@ -527,26 +527,15 @@ def _evaluate_in_workers(cfg: Config, masses: list, meta: dict, inputs: dict[str
     """Every point in ``jobs`` worker processes, each point scored, measured, drawn and
     published by one worker; ``meanwhile`` runs here as they start. A point that fails
     stops the command once the points already under way are published."""
-    threads = max(1, available_cores() // jobs)
-    results: dict[int, MassResult] = {}
-    try:
-        _run_points(cfg, masses, meta, inputs, jobs, meanwhile, threads, results)
-    except BaseException:
-        sweep(cfg.run_dir / "evaluate")  # what stopped workers were staging
-        raise
-    return [results[i] for i in sorted(results)]
-
-
-def _run_points(cfg: Config, masses: list, meta: dict, inputs: dict[str, str], jobs: int,
-                meanwhile: Callable[[], object], threads: int, results: dict[int, MassResult]
-                ) -> None:
     names = cfg.parameters
+    threads = max(1, available_cores() // jobs)
     level = logging.getLogger().getEffectiveLevel()
-    with process_pool(jobs) as pool:
+    results: dict[int, MassResult] = {}
+    error: Exception | None = None
+    with process_pool(jobs, leftovers=cfg.run_dir / "evaluate") as pool:
         todo = {pool.submit(_evaluate_point, cfg, m, meta, inputs, current_style(), level,
                             threads): i for i, m in enumerate(masses)}
         meanwhile()
-        error: BaseException | None = None
         for fut in futures.as_completed(todo):
             i = todo[fut]
             try:
@@ -560,6 +549,7 @@ def _run_points(cfg: Config, masses: list, meta: dict, inputs: dict[str, str], j
                      len(results), len(masses))
         if error is not None:
             raise error
+    return [results[i] for i in sorted(results)]
 
 
 def require_metrics(cfg: Config, found: list[tuple[Path, dict]]) -> None:

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from pnn.core import points
-from pnn.core.atomic import sweep, write_json, write_text
+from pnn.core.atomic import write_json, write_text
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.workers import process_pool
@@ -219,23 +219,19 @@ def train_networks(cfg: Config, variants: list[Variant], jobs: int | None = None
     by_name = {v.name: v for v in todo}
     folds_done: dict[str, list[dict]] = {v.name: [] for v in todo}
     names = []
-    try:
-        with process_pool(jobs) as pool:
-            futures = [pool.submit(_train_fold, cfg, v, f, level) for v, f in units]
-            if meanwhile:
-                meanwhile()
-            for fut in as_completed(futures):
-                name, result = fut.result()
-                folds_done[name].append(result)
-                if len(folds_done[name]) == k:
-                    write_json(network_dir(cfg, name) / "done.json", {
-                        "digest": training_digest(cfg), "variant": asdict(by_name[name]),
-                        "folds": sorted(folds_done[name], key=lambda r: r["fold"])})
-                    names.append(name)
-                    log.info("trained %s (%d/%d)", name, len(names), len(todo))
-    except BaseException:
-        sweep(study_dir(cfg))  # what the stopped workers were staging
-        raise
+    with process_pool(jobs, leftovers=study_dir(cfg)) as pool:
+        futures = [pool.submit(_train_fold, cfg, v, f, level) for v, f in units]
+        if meanwhile:
+            meanwhile()
+        for fut in as_completed(futures):
+            name, result = fut.result()
+            folds_done[name].append(result)
+            if len(folds_done[name]) == k:
+                write_json(network_dir(cfg, name) / "done.json", {
+                    "digest": training_digest(cfg), "variant": asdict(by_name[name]),
+                    "folds": sorted(folds_done[name], key=lambda r: r["fold"])})
+                names.append(name)
+                log.info("trained %s (%d/%d)", name, len(names), len(todo))
     return names
 
 
