@@ -171,13 +171,16 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 
 
 def do_train(cfg: Config, folds: tuple[int, ...] = (), jobs: int | None = None) -> None:
-    from pnn.core.workers import available_cores
+    from pnn.core.workers import available_cores, warm_workers
+
+    jobs = jobs or available_cores()
+    if min(jobs, len(folds) or cfg.preprocessing.folds) > 1:  # fold workers: imports start now
+        warm_workers("train")
     from pnn.io import ingest
     from pnn.learn import train
 
     events, meta = ingest.load_events(cfg)
-    res = train.train(cfg, events, list(folds) or None, events_id=meta["id"],
-                      jobs=jobs or available_cores())
+    res = train.train(cfg, events, list(folds) or None, events_id=meta["id"], jobs=jobs)
     for f in res.folds:
         click.echo(f"fold {f.fold}: {f.epochs_run} epochs, best {f.best_epoch} "
                    f"(val loss {f.best_val_loss:.5f}), {f.seconds:.0f} s")
@@ -212,10 +215,14 @@ def do_evaluate(cfg: Config, masses: tuple[float, ...] = (),
                 allow_extrapolation: bool | None = None, point_texts: tuple[str, ...] = ()
                 ) -> None:
     from pnn.core import points
+    from pnn.core.workers import available_cores, warm_workers
+
+    wanted = hypotheses(cfg, masses, point_texts)
+    if min(cfg.evaluation.jobs, available_cores(), len(wanted) or 2) > 1:  # point workers
+        warm_workers("evaluate")
     from pnn.io import ingest
     from pnn.stats import evaluate
 
-    wanted = hypotheses(cfg, masses, point_texts)
     events, meta = ingest.load_events(cfg, columns=evaluate.event_columns(cfg))
     results = evaluate.evaluate(cfg, events, meta, wanted or None, allow_extrapolation)
     for r in results:

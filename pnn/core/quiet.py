@@ -124,6 +124,6 @@ def silence_native_logs() -> None:
 
 
 def inherit() -> None:
-    """In a child process (e.g. a spawned worker), stay quiet if the parent was."""
+    """In a child process (e.g. a worker), stay quiet if the parent was."""
     if os.environ.get(INHERIT_VARIABLE) == "1":
         silence_native_logs()

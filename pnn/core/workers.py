@@ -1,17 +1,24 @@
-"""Worker processes for the stages that spread work over cores (study networks, limit fits).
+"""Worker processes for the stages that spread work over cores (folds, points, limit fits).
 
-Workers are spawned (no inherited TensorFlow state), start as quiet as the command that
-made them, and are stopped, not awaited, when the stage is interrupted or fails: none may
-outlive the command.
+Workers are forked from a fork server that a command starts once: the server imports the
+modules the workers need (numpy, pandas, and TensorFlow for the stages that score or train)
+and never runs anything, so each worker starts with them loaded but with no TensorFlow
+state, instead of importing them itself (TensorFlow alone takes seconds of CPU per process).
+Workers start as quiet as the command that made them, watch it and die with it however it
+ends, and are stopped, not awaited, when the stage is interrupted or fails: none may outlive
+the command.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
+import multiprocessing.forkserver
 import os
+import select
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -19,31 +26,71 @@ from pathlib import Path
 from pnn.core.atomic import sweep
 from pnn.core.quiet import inherit
 
-PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
+#: What every fork server imports: what all workers use, this module for their initializer.
+BASE_PRELOAD = ("pnn.core.preload", "numpy", "pandas", "pyarrow.parquet", "scipy.stats",
+                "matplotlib.pyplot", "pnn.core.workers")
+#: What the workers of each stage import besides: once, in the fork server.
+STAGE_MODULES = {
+    "train": ("pnn.learn.train", "pnn.learn.model"),
+    "evaluate": ("pnn.stats.evaluate", "pnn.learn.model"),
+    "study": ("pnn.validate.study", "pnn.learn.model"),
+    "tune": ("pnn.learn.tune", "pnn.learn.model"),
+    "limits": ("pnn.stats.limits",),
+}
 _LIMITS: list[object] = []  # keeps the thread limits of this worker in force
+_SERVER: list[str] = []  # what this command's fork server was asked to import
 
 
-def _die_with(parent: int) -> None:
-    """Have the kernel SIGKILL this worker when its command dies (Linux): a command killed
-    with SIGKILL cannot stop its workers itself, and they must not go on writing."""
+def _watch(command: int) -> None:
+    """SIGKILL this worker as soon as its command ends, however it ends (SIGKILL included): a
+    killed command cannot stop its workers itself, and they must not go on writing."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux
-        return
-    if os.getppid() != parent:  # the command died before the request took effect
+        handle: int | None = os.pidfd_open(command)
+    except ProcessLookupError:  # the command is already gone
         os._exit(1)
+    except (AttributeError, OSError):  # no pidfd (not Linux, or an old kernel): poll
+        handle = None
+    threading.Thread(target=_die_with, args=(command, handle), name="pnn-watch",
+                     daemon=True).start()
 
 
-def _start_worker(blas_threads: int | None, parent: int) -> None:
-    _die_with(parent)
+def _die_with(command: int, handle: int | None) -> None:
+    if handle is not None:
+        select.select([handle], [], [])  # readable once the command has ended
+    else:
+        while _running(command):
+            time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _start_worker(blas_threads: int | None, command: int) -> None:
+    _watch(command)
     inherit()
     if blas_threads is not None:
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[name] = str(blas_threads)  # before numpy loads, where it has not yet
         from threadpoolctl import threadpool_limits
 
         _LIMITS.append(threadpool_limits(blas_threads))
+
+
+def warm_workers(stage: str | None = None) -> None:
+    """Start this command's fork server now, importing what the workers of ``stage`` need
+    (:data:`STAGE_MODULES`) besides the common modules, so that its imports overlap the
+    command's own work; every later pool of the command forks its workers from it. Only the
+    first call chooses what it imports."""
+    if not _SERVER:
+        _SERVER[:] = list(dict.fromkeys([*BASE_PRELOAD, *STAGE_MODULES.get(stage or "", ())]))
+        multiprocessing.get_context("forkserver").set_forkserver_preload(_SERVER)
+    multiprocessing.forkserver.ensure_running()
 
 
 def available_cores() -> int:
@@ -55,17 +102,20 @@ def available_cores() -> int:
 
 
 @contextlib.contextmanager
-def process_pool(jobs: int, blas_threads: int | None = None, *,
-                 leftovers: Path | None = None) -> Iterator[ProcessPoolExecutor]:
-    """A pool of ``jobs`` spawned workers, stopped at once if the block raises (Ctrl-C,
-    SIGTERM, an error) and shut down cleanly otherwise.
+def process_pool(jobs: int, blas_threads: int | None = None, *, leftovers: Path | None = None,
+                 stage: str | None = None) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``jobs`` workers, stopped at once if the block raises (Ctrl-C, SIGTERM, an
+    error) and shut down cleanly otherwise.
 
     ``blas_threads`` caps the BLAS/OpenMP threads of each worker: numpy-heavy workers that
     each spread over every core slow one another down several times over. ``leftovers`` is
     the folder whose temporaries and staging folders stopped workers leave to be swept.
+    ``stage``: whose modules the fork server imports once (:func:`warm_workers`), rather
+    than every worker.
     """
-    # The initializer runs before a worker unpickles its first task (which may import TF).
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+    warm_workers(stage)
+    pool = ProcessPoolExecutor(max_workers=jobs,
+                               mp_context=multiprocessing.get_context("forkserver"),
                                initializer=_start_worker, initargs=(blas_threads, os.getpid()))
     try:
         yield pool

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import weakref
@@ -19,8 +18,8 @@ import keras
 
 from pnn.core.config import Training
 from pnn.core.errors import PnnError
+from pnn.learn.metadata import ModelInfo, read_model_metadata
 from pnn.learn.preprocess import InputScaler, folds
-from pnn.learn.train import model_dir
 
 log = logging.getLogger(__name__)
 
@@ -181,48 +180,6 @@ def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
     return expit(np.concatenate(logits).ravel() + bias[0])
 
 
-def _read_metadata(path: Path) -> dict:
-    """``metadata.json`` of a model directory, refusing one that is not JSON or lacks keys."""
-    fix = "rerun 'pnn train'"
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PnnError(f"model metadata '{path}' is not readable JSON ({type(exc).__name__}): "
-                       f"{fix}") from None
-    if not isinstance(meta, dict):
-        raise PnnError(f"model metadata '{path}' is not a JSON object: {fix}")
-    missing = [k for k in ("folds", "features", "masses") if k not in meta]
-    if missing:
-        raise PnnError(f"model metadata '{path}' lacks the key '{missing[0]}': {fix}")
-    folds_ = meta["folds"]
-    if not isinstance(folds_, int) or isinstance(folds_, bool) or folds_ < 1:
-        raise PnnError(f"model metadata '{path}': 'folds' is {folds_!r}, not a positive "
-                       f"integer: {fix}")
-    if not isinstance(meta["features"], list) or not all(isinstance(f, str) for f in meta["features"]):
-        raise PnnError(f"model metadata '{path}': 'features' is not a list of names: {fix}")
-    masses = meta["masses"]
-    names = meta.get("parameters", ["mass"])  # metadata from before parameters: the mass
-    width = len(names) if isinstance(names, list) else 0
-    if not width:
-        raise PnnError(f"model metadata '{path}': 'parameters' is not a list of names: {fix}")
-
-    def finite(m: object) -> bool:
-        return isinstance(m, int | float) and not isinstance(m, bool) and bool(np.isfinite(m))
-
-    def point_ok(m: object) -> bool:
-        if width == 1:
-            return finite(m)
-        return isinstance(m, list) and len(m) == width and all(finite(v) for v in m)
-
-    if not isinstance(masses, list) or not all(point_ok(m) for m in masses):
-        what = "finite numbers" if width == 1 else f"points of {width} finite numbers"
-        raise PnnError(f"model metadata '{path}': 'masses' is not a list of {what}: {fix}")
-    if not masses and meta.get("parametric", True):
-        raise PnnError(f"model metadata '{path}' lists no trained mass, so the mass input "
-                       f"cannot be scaled: {fix}")
-    return meta
-
-
 def _check_fold(path: Path, model: keras.Model, scaler: InputScaler, metadata: dict,
                 fix: str) -> None:
     """Refuse a fold whose model, scaler and metadata do not belong together."""
@@ -238,30 +195,21 @@ def _check_fold(path: Path, model: keras.Model, scaler: InputScaler, metadata: d
                        f"{fix}")
 
 
-class FoldModels:
+class FoldModels(ModelInfo):
     """The k fold models of a run with their scalers; scores each event with the right one."""
 
     def __init__(self, models: list[keras.Model], scalers: list[InputScaler], metadata: dict,
                  mdir: Path | None = None):
-        self.model_dir = Path(mdir) if mdir is not None else None
+        super().__init__(metadata, mdir)
         self.models = models
         self.scalers = scalers
-        self.metadata = metadata
         self.k = len(models)
-
-    @classmethod
-    def load(cls, run_dir: Path) -> FoldModels:
-        """The PNN of a run (``<run>/model``)."""
-        return cls.load_dir(model_dir(run_dir))
 
     @classmethod
     def load_dir(cls, mdir: Path) -> FoldModels:
         """Fold models saved by :func:`pnn.learn.train.train` in ``mdir``."""
         mdir = Path(mdir)
-        meta_path = mdir / "metadata.json"
-        if not meta_path.is_file():
-            raise PnnError(f"no trained model in '{mdir}': run 'pnn train' first")
-        metadata = _read_metadata(meta_path)
+        metadata = read_model_metadata(mdir)
         models, scalers = [], []
         for i in range(metadata["folds"]):
             path = mdir / f"fold{i}.keras"
@@ -292,29 +240,6 @@ class FoldModels:
             except (OSError, ValueError):
                 log.warning("the training history '%s' is not readable", path)
         return out
-
-    @property
-    def features(self) -> list[str]:
-        return list(self.metadata["features"])
-
-    @property
-    def parametric(self) -> bool:
-        return bool(self.metadata.get("parametric", True))
-
-    @property
-    def parameters(self) -> list[str]:
-        return list(self.metadata.get("parameters", ["mass"]))
-
-    @property
-    def trained_masses(self) -> list[float]:
-        """The trained masses (one-parameter models)."""
-        return [float(m) for m in self.metadata["masses"] if not isinstance(m, list)]
-
-    @property
-    def trained_points(self) -> list[tuple[float, ...]]:
-        """Every trained point, as a tuple of parameter values."""
-        return [tuple(float(v) for v in (m if isinstance(m, list) else [m]))
-                for m in self.metadata["masses"]]
 
     def score(self, X: np.ndarray, mass: np.ndarray | float | tuple, event_number: np.ndarray,
               *, split: str = "test") -> tuple[np.ndarray, np.ndarray]:

@@ -286,6 +286,11 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
     bad = [f for f in fold_ids if not 0 <= f < k]
     if bad:
         raise PnnError(f"fold {bad[0]} does not exist: folds are 0..{k - 1}")
+    jobs = max(1, min(jobs, len(fold_ids)))
+    if jobs > 1:  # the workers' imports start now, beside the preparation below
+        from pnn.core.workers import warm_workers
+
+        warm_workers("train")
     events = training_events(cfg, events, variant.signal_masses)
     counts = np.bincount(folds(events["event_number"].to_numpy(), k), minlength=k)
     if (counts == 0).any():
@@ -299,7 +304,6 @@ def train(cfg: Config, events: pd.DataFrame, fold_ids: list[int] | None = None, 
     masses = [p[0] if len(p) == 1 else list(p) for p in trained]
     out_dir = model_dir(cfg.run_dir) if out_dir is None else Path(out_dir)
     sweep(out_dir)
-    jobs = max(1, min(jobs, len(fold_ids)))
     if jobs == 1:
         _deterministic()
         results = [_train_and_publish(cfg, events, f, out_dir, variant, masses, events_id)
@@ -367,7 +371,7 @@ def _train_in_workers(cfg: Config, events: pd.DataFrame, fold_ids: list[int], ou
     level = logging.getLogger().getEffectiveLevel()
     log.info("training %d folds in %d processes of %d thread(s) each", len(fold_ids), jobs,
              threads)
-    with process_pool(jobs, leftovers=out_dir) as pool:
+    with process_pool(jobs, leftovers=out_dir, stage="train") as pool:
         futures = [pool.submit(_fold_worker, cfg, events, f, out_dir, variant, masses,
                                events_id, threads, level) for f in fold_ids]
         return [fut.result() for fut in as_completed(futures)]

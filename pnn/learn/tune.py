@@ -504,12 +504,13 @@ def _worker_process(cfg: Config, worker: int) -> WorkerResult:
 
 
 def run_local(cfg: Config, workers: int) -> list[WorkerResult]:
-    """Run ``workers`` workers: in this process for one, else in spawned processes."""
+    """Run ``workers`` workers: in this process for one, else in worker processes."""
     if workers == 1:
         return [run_worker(cfg, 0)]
     from pnn.core.workers import process_pool
 
-    with process_pool(workers, blas_threads=settings(cfg).threads) as pool:
+    with process_pool(workers, blas_threads=settings(cfg).threads,
+                      stage="tune") as pool:
         futures = [pool.submit(_worker_process, cfg, i) for i in range(workers)]
         return [f.result() for f in futures]
 

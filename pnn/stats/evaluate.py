@@ -15,7 +15,6 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-from collections.abc import Callable
 from concurrent import futures
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,8 +30,9 @@ from pnn.core.atomic import Staging, sweep, write_json
 from pnn.core.config import Config
 from pnn.core.errors import PnnError
 from pnn.core.locks import task_lock
-from pnn.core.workers import available_cores, process_pool
+from pnn.core.workers import available_cores, process_pool, warm_workers
 from pnn.io import exact
+from pnn.learn.metadata import ModelInfo
 from pnn.learn.preprocess import cut_halves, feature_matrix, folds, parameter_matrix
 from pnn.learn.train import require_model, training_events
 from pnn.show import plots
@@ -453,15 +453,20 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     """
     events_id = meta.get("id") or "unrecorded"
     model_id = require_model(cfg, events_id=events_id)
-    from pnn.learn.model import FoldModels
+    default_set = not masses
+    masses = sorted(masses) if masses else evaluable_masses(cfg, events)
+    jobs = min(cfg.evaluation.jobs, available_cores(), len(masses))
+    if jobs > 1:  # the workers load the networks (and TensorFlow); here the metadata will do
+        warm_workers("evaluate")
+        models: ModelInfo = ModelInfo.load(cfg.run_dir)
+    else:
+        from pnn.learn.model import FoldModels
 
-    models = FoldModels.load(cfg.run_dir)
+        models = FoldModels.load(cfg.run_dir)
     missing = sorted(set(models.features) - set(events.columns))
     if missing:
         raise PnnError(f"events table lacks feature {missing[0]!r}: rerun '{cfg.command('ingest')}'")
     _window_branch(cfg, events)
-    default_set = not masses
-    masses = sorted(masses) if masses else evaluable_masses(cfg, events)
     allow = cfg.evaluation.allow_extrapolation if allow_extrapolation is None else allow_extrapolation
     check_masses(masses, models.trained_points, allow, cfg.parameters)
     check_yields(cfg, events, masses)
@@ -472,12 +477,10 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     # out of the collector's sight, each collection between masses scans only what a mass made.
     gc.freeze()
     toy = meta.get("toy") or False
-    jobs = min(cfg.evaluation.jobs, available_cores(), len(masses))
     if jobs > 1:
-        out = _evaluate_in_workers(cfg, masses, meta, inputs, jobs,
-                                   lambda: run_checks(cfg, events, models))
+        out = _evaluate_in_workers(cfg, masses, meta, inputs, jobs)
     else:
-        run_checks(cfg, events, models)
+        run_checks(cfg, events, models)  # type: ignore[arg-type]  (the networks, loaded above)
         out = []
         for i, m in enumerate(masses, 1):
             log.info("evaluating %s (%d/%d)", points.describe(names, points.as_point(m)), i,
@@ -497,10 +500,10 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
 _WORKER: dict[str, Any] = {}  # a point worker's events table and networks, read once
 
 
-def _evaluate_point(cfg: Config, mass: float | tuple, meta: dict, inputs: dict[str, str],
-                    look: Style, log_level: int, threads: int) -> MassResult:
-    """Worker process: evaluate one point on the events table and networks on disk (read by
-    the first point this worker takes), which must be those the command started from."""
+def _worker_inputs(cfg: Config, meta: dict, look: Style, log_level: int,
+                   threads: int) -> tuple[pd.DataFrame, FoldModels]:
+    """The events table and networks on disk, read by the first task of a worker process:
+    they must be those the command started from."""
     if not _WORKER:
         from pnn.io.ingest import load_events
         from pnn.learn.model import FoldModels
@@ -516,26 +519,40 @@ def _evaluate_point(cfg: Config, mass: float | tuple, meta: dict, inputs: dict[s
                            f"'{cfg.command('evaluate')}'")
         _WORKER.update(events=events, models=FoldModels.load(cfg.run_dir))
         gc.freeze()
-    result = evaluate_mass(cfg, _WORKER["events"], _WORKER["models"], mass,
-                           meta.get("toy") or False, inputs)
+    return _WORKER["events"], _WORKER["models"]
+
+
+def _evaluate_point(cfg: Config, mass: float | tuple, meta: dict, inputs: dict[str, str],
+                    look: Style, log_level: int, threads: int) -> MassResult:
+    """Worker process: evaluate one point."""
+    events, models = _worker_inputs(cfg, meta, look, log_level, threads)
+    result = evaluate_mass(cfg, events, models, mass, meta.get("toy") or False, inputs)
     release_memory()
     return result
 
 
+def _checks_in_worker(cfg: Config, meta: dict, look: Style, log_level: int,
+                      threads: int) -> list[sanity.Check]:
+    """Worker process: the run-level checks, beside the points."""
+    events, models = _worker_inputs(cfg, meta, look, log_level, threads)
+    return run_checks(cfg, events, models)
+
+
 def _evaluate_in_workers(cfg: Config, masses: list, meta: dict, inputs: dict[str, str],
-                         jobs: int, meanwhile: Callable[[], object]) -> list[MassResult]:
+                         jobs: int) -> list[MassResult]:
     """Every point in ``jobs`` worker processes, each point scored, measured, drawn and
-    published by one worker; ``meanwhile`` runs here as they start. A point that fails
-    stops the command once the points already under way are published."""
+    published by one worker; the run-level checks go to the first free worker. A point that
+    fails stops the command once the points already under way are published."""
     names = cfg.parameters
     threads = max(1, available_cores() // jobs)
     level = logging.getLogger().getEffectiveLevel()
+    look = current_style()
     results: dict[int, MassResult] = {}
     error: Exception | None = None
-    with process_pool(jobs, leftovers=cfg.run_dir / "evaluate") as pool:
-        todo = {pool.submit(_evaluate_point, cfg, m, meta, inputs, current_style(), level,
-                            threads): i for i, m in enumerate(masses)}
-        meanwhile()
+    with process_pool(jobs, leftovers=cfg.run_dir / "evaluate", stage="evaluate") as pool:
+        checks = pool.submit(_checks_in_worker, cfg, meta, look, level, threads)
+        todo = {pool.submit(_evaluate_point, cfg, m, meta, inputs, look, level, threads): i
+                for i, m in enumerate(masses)}
         for fut in futures.as_completed(todo):
             i = todo[fut]
             try:
@@ -549,6 +566,7 @@ def _evaluate_in_workers(cfg: Config, masses: list, meta: dict, inputs: dict[str
                      len(results), len(masses))
         if error is not None:
             raise error
+        checks.result()
     return [results[i] for i in sorted(results)]
 
 

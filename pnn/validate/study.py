@@ -219,7 +219,8 @@ def train_networks(cfg: Config, variants: list[Variant], jobs: int | None = None
     by_name = {v.name: v for v in todo}
     folds_done: dict[str, list[dict]] = {v.name: [] for v in todo}
     names = []
-    with process_pool(jobs, leftovers=study_dir(cfg)) as pool:
+    with process_pool(jobs, leftovers=study_dir(cfg),
+                      stage="study") as pool:
         futures = [pool.submit(_train_fold, cfg, v, f, level) for v, f in units]
         if meanwhile:
             meanwhile()

@@ -37,8 +37,9 @@ def leftovers(root: Path) -> list[str]:
 
 
 def children_of(pid: int) -> list[int]:
-    """Live child processes of ``pid`` (from /proc), to prove no worker outlived its parent."""
-    kids = []
+    """Live descendants of ``pid`` (from /proc): its workers, and the fork server they come
+    from, to prove that none outlived the command."""
+    parents = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -47,6 +48,11 @@ def children_of(pid: int) -> list[int]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            kids.append(int(entry))
-    return kids
+        if fields[0] != "Z":
+            parents[int(entry)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, parent in parents.items() if parent in frontier]
+        found += kids
+        frontier = kids
+    return found
