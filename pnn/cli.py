@@ -259,7 +259,7 @@ def do_limits(cfg: Config, masses: tuple[float, ...] = (), methods: tuple[str, .
                 click.echo(f"wrote {where}" if len(names) == 1 else
                            f"{points.describe(names, points.as_point(m))}: wrote {where}")
             return
-        table = limits.collect(cfg)
+        table = limits.limits_table(cfg)  # collected by run_limits
     from pnn.stats.report import markdown
 
     click.echo(markdown(limits.comparison(table)))

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -325,11 +325,12 @@ def sample_templates(cfg: Config, method: str, mass: Hypothesis, nominal: pd.Dat
     window = window_columns(cfg)
     x = discriminant(nominal, method, mass, window)
     w = nominal["weight"].to_numpy(np.float64)
+    codes, samples = pd.factorize(nominal["sample"])
     out = []
     for name, (is_signal, sel) in groups.items():
         counts, variances = _hist(x[sel], w[sel], edges)
         tpl = SampleTemplate(name, counts, variances, is_signal=is_signal)
-        names = set(nominal.loc[sel, "sample"].astype(str))
+        names = {str(samples[c]) for c in np.unique(codes[sel])}
         for syst in cfg.limits.systematics:
             if not _applies(cfg, syst, is_signal, names):
                 continue
@@ -631,7 +632,8 @@ def run_limits(cfg: Config, masses: list[Hypothesis] | None = None,
     alone = len(targets) == 1
     style = current_style()
     with contextlib.ExitStack() as held, \
-            process_pool(min(cfg.limits.jobs, len(targets) * len(methods)), blas_threads=1) as pool:
+            process_pool(min(cfg.limits.jobs, len(targets) * len(methods)), blas_threads=1,
+                         stage="limits") as pool:
         for i, pt in enumerate(targets, 1):
             log.info("templates at %s (%d/%d)", points.describe(names, pt), i, len(targets))
             try:
@@ -655,8 +657,8 @@ def run_limits(cfg: Config, masses: list[Hypothesis] | None = None,
                 _failed(pt, exc, failed, alone=alone, names=names)
                 continue
             rows += write_mass(cfg, _public(pt), prepared, fits, record, point_held)
-    if masses is None:
-        collect(cfg)
+        if masses is None:
+            collect(cfg, pool)
     if failed:
         first, why = failed[0]
         if len(names) == 1:
@@ -717,26 +719,38 @@ def parameter_columns(table: pd.DataFrame) -> list[str]:
     return cols[:cols.index("method")]
 
 
-def collect(cfg: Config) -> pd.DataFrame:
-    """limits.json and limits.csv (one row per point and method) and the Brazil plots: one
-    for a lone mass, one per slice of the other parameters (against the first) for several."""
+def limits_table(cfg: Config) -> pd.DataFrame:
+    """Every point's limits (one row per point and method), checked current."""
     rows = collected(cfg)
     if not rows:
         raise PnnError(f"no limits in '{limits_dir(cfg.run_dir)}': run '{cfg.command('limits')}'")
+    return pd.DataFrame(rows)[columns(cfg.parameters)]
+
+
+def collect(cfg: Config, pool: Executor | None = None) -> pd.DataFrame:
+    """limits.json and limits.csv (one row per point and method) and the Brazil plots: one
+    for a lone mass, one per slice of the other parameters (against the first) for several,
+    drawn by the workers of ``pool`` when given."""
+    table = limits_table(cfg)
     names = cfg.parameters
-    table = pd.DataFrame(rows)[columns(names)]
     out = limits_dir(cfg.run_dir)
     with task_lock(cfg.run_dir, "limits-collect"), Staging(out, "collect") as staged:
         table.to_csv(staged.path("limits.csv"), index=False)
         records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
                    for r in table.astype(object).to_dict(orient="records")]
         write_json(staged.path("limits.json"), records)
+        style = current_style()
+        drawn = []
         for unit, suffix in (("mu", ""), ("fb", "_fb")):
             if unit == "fb" and table["xsec_fb"].isna().all():
                 continue
             for tag, title, part in _slices(table, names):
-                _brazil(part, staged.path(f"brazil{tag}{suffix}.png"), unit, suffix,
-                        x=names[0], title=title)
+                args = (part, staged.path(f"brazil{tag}{suffix}.png"), unit, suffix, names[0],
+                        title, style)
+                drawn.append(pool.submit(_brazil, *args) if pool else _brazil(*args))
+        for fut in drawn:
+            if fut is not None:
+                fut.result()
         write_json(staged.path("limits.provenance.json"), provenance.record(cfg, "limits"))
         staged.publish(last=["limits.json"])
     return table
@@ -776,8 +790,8 @@ def comparison(table: pd.DataFrame, names: list[str] | None = None) -> pd.DataFr
     return out.reset_index(drop=True)
 
 
-def _brazil(table: pd.DataFrame, path: Path, unit: str, suffix: str, *, x: str = "mass",
-            title: str = "") -> None:
+def _brazil(table: pd.DataFrame, path: Path, unit: str, suffix: str, x: str, title: str,
+            style: Style) -> None:
     pnn_rows = table[table["method"] == "pnn"].sort_values(x)
     if pnn_rows.empty:
         return
@@ -792,7 +806,7 @@ def _brazil(table: pd.DataFrame, path: Path, unit: str, suffix: str, *, x: str =
     observed = pnn_rows["observed" + suffix]
     plots.brazil(masses, others, band, pnn_rows["trained"].to_numpy(bool), path,
                  observed=None if observed.isna().all() else observed.to_numpy(np.float64),
-                 unit=unit, title=title)
+                 unit=unit, title=title, style=style)
 
 
 def summary_columns(cfg: Config) -> dict[Hypothesis, dict[str, float]]:

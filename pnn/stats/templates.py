@@ -93,9 +93,10 @@ def auto_edges(
     }
     values = uniq[::-1]
 
-    def passes(start: int, stop: int | None = None) -> np.ndarray:
-        """Rule of a bin from value group ``start`` down to each later group (or to ``stop``)."""
-        part = {key: (c[start + 1:] if stop is None else c[stop:stop + 1]) - c[start]
+    def passes(start: int, stop: int | None = None, upto: int = n) -> np.ndarray:
+        """Rule of a bin from value group ``start`` down to each later group before ``upto``
+        (or to ``stop`` alone)."""
+        part = {key: (c[start + 1:upto + 1] if stop is None else c[stop:stop + 1]) - c[start]
                 for key, c in cum.items()}
         return (
             (z_s * part["s"] + z_b * part["b"] >= 1.0)
@@ -104,14 +105,27 @@ def auto_edges(
             & (np.sqrt(np.clip(part["w2"], 0.0, None)) <= max_stat_error * part["w"])
         )
 
+    def first_closing(start: int) -> int | None:
+        """The first group that closes a bin opened at ``start``, searched in windows that
+        grow fourfold: a bin spans a small part of the groups, the rest need not be tested."""
+        size = 4096
+        while True:
+            upto = min(n, start + size)
+            hits = np.flatnonzero(passes(start, upto=upto))
+            if hits.size:
+                return start + int(hits[0])
+            if upto == n:
+                return None
+            size *= 4
+
     closed: list[int] = []  # index (highest first) of the lowest value group of each bin
     start = 0
     while start < n:
-        hits = np.flatnonzero(passes(start))
-        if hits.size == 0:
+        end = first_closing(start)
+        if end is None:
             break
-        closed.append(start + int(hits[0]))
-        start = closed[-1] + 1
+        closed.append(end)
+        start = end + 1
     # The remainder joins the lowest closed bin; should that spoil it (a few heavy events),
     # the lowest bin takes in the one above until it passes again.
     closed = closed[:-1]
