@@ -125,7 +125,7 @@ def test_gap_map_shows_optimal_minus_pnn_auc(tmp_path: Path, drawn) -> None:
     assert len(texts) == len(table)
     err = table["auc_err"].to_numpy()
     assert {t.get_text() for t in texts} == {plots._value_text(g, e) for g, e in zip(gap, err, strict=True)}
-    assert all(r"$\pm$" in t.get_text() for t in texts)
+    assert all("\u00b1" in t.get_text() and "$" not in t.get_text() for t in texts)
     assert fig.axes[1].get_ylabel() == "ROC AUC optimal $-$ PNN"
 
 
