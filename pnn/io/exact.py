@@ -59,9 +59,20 @@ def branches(generator: str | bool | None) -> tuple[str, ...]:
     return tuple(module.BRANCHES)
 
 
+def background_log_density(generator: str | bool, events: pd.DataFrame | dict) -> np.ndarray:
+    """log p_b(x) of every event: the part of the likelihood ratio that is the same at every
+    point, worth computing once for all of them."""
+    return _module(generator).background_logpdf(events)
+
+
 def log_likelihood_ratio(generator: str | bool, events: pd.DataFrame | dict,
-                         point: float | Sequence[float]) -> np.ndarray:
-    """log p_s(x | point) / p_b(x) of the toy that wrote the events."""
+                         point: float | Sequence[float],
+                         background: np.ndarray | None = None) -> np.ndarray:
+    """log p_s(x | point) / p_b(x) of the toy that wrote the events; ``background``: their
+    :func:`background_log_density`, when already known."""
     module = _module(generator)
     p = points.as_point(point)
-    return module.log_likelihood_ratio(events, p[0] if len(p) == 1 else p)
+    arg = p[0] if len(p) == 1 else p
+    if background is None:
+        return module.log_likelihood_ratio(events, arg)
+    return module.signal_logpdf(events, arg) - background

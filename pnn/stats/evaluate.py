@@ -198,10 +198,11 @@ def window_branches(cfg: Config) -> list[str] | None:
 
 def score_mass(cfg: Config, events: pd.DataFrame, rows: np.ndarray, models: FoldModels,
                mass: float | tuple, toy_samples: str | bool, window: bool, path: Path,
-               chunk: int = CHUNK_EVENTS) -> MassScores:
+               chunk: int = CHUNK_EVENTS, background: np.ndarray | None = None) -> MassScores:
     """Score the events ``rows`` at ``mass`` in chunks of ``chunk`` events, writing each
     chunk to ``path`` (a row group of ``scores.parquet``) as it is scored, so memory holds a
-    chunk's features and network inputs, never all of them."""
+    chunk's features and network inputs, never all of them. ``background``: the toy's
+    background log-density of every event, when known (see :func:`toy_background`)."""
     n, k = len(rows), models.k
     label = events["label"].to_numpy()[rows].astype(np.int8)
     weight = events["weight"].to_numpy(np.float64)[rows]
@@ -240,7 +241,9 @@ def score_mass(cfg: Config, events: pd.DataFrame, rows: np.ndarray, models: Fold
                     columns["window" if len(branches) == 1 else f"window_{b}"] = values[:, i]
                 disc["window"][start:stop] = window_discriminant(values, points.as_point(mass))
             if toy_samples:
-                disc["optimal"][start:stop] = exact.log_likelihood_ratio(toy_samples, part, mass)
+                known = None if background is None else background[rows[start:stop]]
+                disc["optimal"][start:stop] = exact.log_likelihood_ratio(toy_samples, part, mass,
+                                                                         known)
                 columns["llr"] = disc["optimal"][start:stop]
             batch = pa.table(columns)
             if writer is None:
@@ -253,15 +256,21 @@ def score_mass(cfg: Config, events: pd.DataFrame, rows: np.ndarray, models: Fold
     return MassScores(label, weight, half, disc, *cat)
 
 
+def toy_background(toy_samples: str | bool, events: pd.DataFrame) -> np.ndarray | None:
+    """The embedded toy's background log-density of every event (None without a toy): the
+    same at every point, so computed once for all of them."""
+    return exact.background_log_density(toy_samples, events) if toy_samples else None
+
+
 def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: float | tuple,
                   toy_samples: str | bool, inputs: dict[str, str] | None = None,
-                  chunk: int | None = None) -> MassResult:
+                  chunk: int | None = None, background: np.ndarray | None = None) -> MassResult:
     """All numbers and plots for one mass hypothesis, published together with ``metrics.json``
     (which records the model and events table they came from, ``inputs``).
 
     Events are scored ``chunk`` at a time (default ``evaluation.chunk_events``) and written
     to ``scores.parquet`` as they go; the figures of merit come from one sort of each
-    discriminant, with bootstrap uncertainties.
+    discriminant, with bootstrap uncertainties. ``background``: :func:`toy_background`.
     """
     ev = cfg.evaluation
     names = cfg.parameters
@@ -282,7 +291,7 @@ def evaluate_mass(cfg: Config, events: pd.DataFrame, models: FoldModels, mass: f
     with task_lock(cfg.run_dir, f"evaluate-{out_dir.name}"), \
             Staging(out_dir, "evaluate") as staged:
         sc = score_mass(cfg, events, rows, models, mass, toy_samples, window,
-                        staged.path(SCORES_FILE), chunk or ev.chunk_events)
+                        staged.path(SCORES_FILE), chunk or ev.chunk_events, background)
         del rows
         release_memory()
         label, weight = sc.label, sc.weight
@@ -456,13 +465,14 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     default_set = not masses
     masses = sorted(masses) if masses else evaluable_masses(cfg, events)
     jobs = min(cfg.evaluation.jobs, available_cores(), len(masses))
+    networks: FoldModels | None = None
     if jobs > 1:  # the workers load the networks (and TensorFlow); here the metadata will do
         warm_workers("evaluate")
-        models: ModelInfo = ModelInfo.load(cfg.run_dir)
+        models = ModelInfo.load(cfg.run_dir)
     else:
         from pnn.learn.model import FoldModels
 
-        models = FoldModels.load(cfg.run_dir)
+        models = networks = FoldModels.load(cfg.run_dir)
     missing = sorted(set(models.features) - set(events.columns))
     if missing:
         raise PnnError(f"events table lacks feature {missing[0]!r}: rerun '{cfg.command('ingest')}'")
@@ -473,20 +483,11 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
     sweep(cfg.run_dir / "evaluate")
     inputs = {"model": model_id, "events": events_id}
     names = cfg.parameters
-    # What exists now (modules, TensorFlow, the models, the events) lives to the end: moved
-    # out of the collector's sight, each collection between masses scans only what a mass made.
-    gc.freeze()
     toy = meta.get("toy") or False
-    if jobs > 1:
+    if networks is None:
         out = _evaluate_in_workers(cfg, masses, meta, inputs, jobs)
     else:
-        run_checks(cfg, events, models)  # type: ignore[arg-type]  (the networks, loaded above)
-        out = []
-        for i, m in enumerate(masses, 1):
-            log.info("evaluating %s (%d/%d)", points.describe(names, points.as_point(m)), i,
-                     len(masses))
-            out.append(evaluate_mass(cfg, events, models, m, toy, inputs))
-            release_memory()
+        out = _evaluate_here(cfg, events, networks, masses, toy, inputs)
     if default_set:
         write_json(index_path(cfg.run_dir), {
             "masses": [m if len(names) == 1 else list(m) for m in masses],
@@ -494,6 +495,23 @@ def evaluate(cfg: Config, events: pd.DataFrame, meta: dict, masses: list[float] 
                         for m in masses],
             provenance.KEY: provenance.record(cfg, "evaluate", inputs),
         })
+    return out
+
+
+def _evaluate_here(cfg: Config, events: pd.DataFrame, models: FoldModels, masses: list,
+                   toy: str | bool, inputs: dict[str, str]) -> list[MassResult]:
+    """The run checks and every point, one after the other in this process."""
+    background = toy_background(toy, events)
+    # What exists now (modules, TensorFlow, the models, the events) lives to the end: moved
+    # out of the collector's sight, each collection between masses scans only what a mass made.
+    gc.freeze()
+    run_checks(cfg, events, models)
+    out = []
+    for i, m in enumerate(masses, 1):
+        log.info("evaluating %s (%d/%d)", points.describe(cfg.parameters, points.as_point(m)), i,
+                 len(masses))
+        out.append(evaluate_mass(cfg, events, models, m, toy, inputs, background=background))
+        release_memory()
     return out
 
 
@@ -517,7 +535,8 @@ def _worker_inputs(cfg: Config, meta: dict, look: Style, log_level: int,
         if found.get("id") != meta.get("id"):
             raise PnnError(f"the events table changed during the evaluation: rerun "
                            f"'{cfg.command('evaluate')}'")
-        _WORKER.update(events=events, models=FoldModels.load(cfg.run_dir))
+        _WORKER.update(events=events, models=FoldModels.load(cfg.run_dir),
+                       background=toy_background(meta.get("toy") or False, events))
         gc.freeze()
     return _WORKER["events"], _WORKER["models"]
 
@@ -526,7 +545,8 @@ def _evaluate_point(cfg: Config, mass: float | tuple, meta: dict, inputs: dict[s
                     look: Style, log_level: int, threads: int) -> MassResult:
     """Worker process: evaluate one point."""
     events, models = _worker_inputs(cfg, meta, look, log_level, threads)
-    result = evaluate_mass(cfg, events, models, mass, meta.get("toy") or False, inputs)
+    result = evaluate_mass(cfg, events, models, mass, meta.get("toy") or False, inputs,
+                           background=_WORKER["background"])
     release_memory()
     return result
 
