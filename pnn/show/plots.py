@@ -102,22 +102,41 @@ def _thin_log_minor_ticks(fig: plt.Figure) -> None:
                 axis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
-def _save(fig: plt.Figure, path: Path, style: Style | None = None) -> None:
-    """Save ``path`` (PNG) and the same figure in every other format of the style."""
+# Fixed margins (inches: left, bottom, right, top) of the figures drawn for every point. They
+# hold the axis labels and tick labels of the ROOT, ATLAS and CMS styles with room to spare,
+# so those figures are drawn once when saved; a tight bounding box drew each of them twice.
+POINT_MARGINS = (1.25, 1.0, 0.3, 0.5)
+
+
+def _fixed_margins(fig: plt.Figure, margins: tuple[float, float, float, float]) -> None:
+    """Place the axes of ``fig`` within ``margins`` (inches) of its edges."""
+    left, bottom, right, top = margins
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, bottom=bottom / height, right=1 - right / width,
+                        top=1 - top / height)
+
+
+def _save(fig: plt.Figure, path: Path, style: Style | None = None,
+          margins: tuple[float, float, float, float] | None = None) -> None:
+    """Save ``path`` (PNG) and the same figure in every other format of the style: cropped
+    to what is drawn, or with the fixed ``margins`` (inches) when given."""
     path = Path(path)
     _thin_log_minor_ticks(fig)
+    if margins is not None:
+        _fixed_margins(fig, margins)
     for fmt in _style(style).formats:
         target = path if path.suffix == f".{fmt}" else path.with_suffix(f".{fmt}")
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+            fig.savefig(tmp, dpi=110, bbox_inches=None if margins else "tight")
     plt.close(fig)
 
 
-def _finish(fig: plt.Figure, ax: plt.Axes, title: str, path: Path, style: Style) -> None:
+def _finish(fig: plt.Figure, ax: plt.Axes, title: str, path: Path, style: Style,
+            margins: tuple[float, float, float, float] | None = None) -> None:
     """Label, legend (titled) and save, common to every single-panel plot."""
     experiment_label(ax, style)
     ax.legend(fontsize="small", title=title or None, title_fontsize="small")
-    _save(fig, path, style)
+    _save(fig, path, style, margins)
 
 
 def efficiency(passed: np.ndarray, total: float) -> np.ndarray:
@@ -318,7 +337,7 @@ def score_distributions(
         rax.set_xlim(0, 1)
         ax.set_yscale("log")
         ax.set_ylabel("normalised")
-        _finish(fig, ax, title, path, style)
+        _finish(fig, ax, title, path, style, POINT_MARGINS)
 
 
 def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str, style: Style | None = None) -> None:
@@ -352,7 +371,7 @@ def roc_curves(rocs: Mapping[str, Roc], path: Path, title: str, style: Style | N
             a.set_ylabel(ylabel)
             experiment_label(a, style)
         ax.legend(fontsize="small", title=title or None, title_fontsize="small")
-        _save(fig, path, style)
+        _save(fig, path, style, POINT_MARGINS)
 
 
 def significance_vs_cut(cs: CutScan, chosen: tuple[float, float], min_bkg_events: int,
@@ -382,7 +401,7 @@ def significance_vs_cut(cs: CutScan, chosen: tuple[float, float], min_bkg_events
         _bounded(ax, [eff], "x")
         ax.set_xlabel("signal efficiency of the cut on the PNN score")
         ax.set_ylabel("Z")
-        _finish(fig, ax, title, path, style)
+        _finish(fig, ax, title, path, style, POINT_MARGINS)
 
 
 @dataclass(frozen=True)
@@ -831,8 +850,11 @@ def stacked_templates(
     than ``UNEVEN_BINS`` times the narrowest the bins are drawn at equal width against their
     index with the edges as tick labels; even binnings are drawn against the score.
     """
+    # the bin edges, written as tick labels, need a deeper bottom margin
+    left, bottom, right, top = POINT_MARGINS
     _save(_templates_figure(edges, backgrounds, signal, signal_label=signal_label, data=data,
-                            title=title, xlabel=xlabel, by_index=by_index, style=style), path, style)
+                            title=title, xlabel=xlabel, by_index=by_index, style=style), path, style,
+          (left, bottom + 0.35, right, top))
 
 
 def _cls_figure(
@@ -883,7 +905,7 @@ def cls_scan(
     1 - ``cl``, marked at ``limit`` when given.
     """
     _save(_cls_figure(mus, cls_expected, bands=bands, cls_observed=cls_observed, cl=cl,
-                      limit=limit, title=title, style=style), path, style)
+                      limit=limit, title=title, style=style), path, style, POINT_MARGINS)
 
 
 # Input diagnostics (pnn inspect): feature distributions, correlations, separation.
