@@ -53,7 +53,8 @@ def _close_figures() -> Iterator[None]:
 def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, plt.Figure]:
     """The figures the writers would save, by file name, instead of saving them."""
     figures: dict[str, plt.Figure] = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, path, style=None: figures.update({Path(path).name: fig}))
+    monkeypatch.setattr(plots, "_save", lambda fig, path, style=None, margins=None:
+                        figures.update({Path(path).name: fig}))
     return figures
 
 

@@ -273,7 +273,7 @@ def _roc_axes(roc) -> plt.Axes:
     captured = {}
     original = plots._save
 
-    def keep(fig, path, style=None):
+    def keep(fig, path, style=None, margins=None):
         captured["fig"] = fig
 
     plots._save = keep
@@ -292,7 +292,7 @@ def test_summary_has_log_auc_and_a_ratio_panel_with_a_band(tmp_path: Path) -> No
                           "z_ratio": [0.95, 0.96, 0.98], "z_ratio_err": [0.02, 0.02, 0.03]})
     captured = {}
     original = plots._save
-    plots._save = lambda fig, path, style=None: captured.setdefault("fig", fig)
+    plots._save = lambda fig, path, style=None, margins=None: captured.setdefault("fig", fig)
     try:
         plots.summary(table, tmp_path / "s.png", ATLAS)
     finally:
@@ -329,7 +329,7 @@ def test_loss_curve_shows_every_epoch_best_epoch_and_learning_rate(tmp_path: Pat
                             "learning_rate": [0.1, 0.05, 0.03, 0.02]})
     captured = {}
     original = plots._save
-    plots._save = lambda fig, path, style=None: captured.setdefault("fig", fig)
+    plots._save = lambda fig, path, style=None, margins=None: captured.setdefault("fig", fig)
     try:
         plots.loss_curve(history, tmp_path / "loss.png", "fold 0", ATLAS)
     finally:
@@ -349,7 +349,7 @@ def test_detuning_legend_explains_the_width(tmp_path: Path) -> None:
                           "z": [3.0, 2.0, 0.5, 0.4, 1.8, 2.5]})
     captured = {}
     original = plots._save
-    plots._save = lambda fig, path, style=None: captured.setdefault("fig", fig)
+    plots._save = lambda fig, path, style=None, margins=None: captured.setdefault("fig", fig)
     try:
         plots.detuning(table, tmp_path / "d.png", {500.0: (500.0, 500.0), 1000.0: (750.0, 1000.0)},
                        0.75, ATLAS)
@@ -390,3 +390,48 @@ def test_thinned_curves_keep_the_shape_ends_and_extremes() -> None:
     ok_full, ok_thin = cs.n_bkg >= 50, drawn.n_bkg >= 50
     first = np.flatnonzero(ok_full)[0]
     assert cs.thresholds[first] in drawn.thresholds and ok_thin.any() and not ok_thin.all()
+
+
+@pytest.mark.parametrize("experiment", ["none", "ATLAS", "CMS"])
+def test_the_point_figures_fixed_margins_hold_every_label(experiment: str) -> None:
+    """The figures drawn for every point are saved without cropping: their axis labels, tick
+    labels and experiment label must all lie inside the figure, in every style."""
+    style = Style(experiment, "Simulation Internal", 13.6, 140.0, ("png",))
+    rng = np.random.default_rng(2)
+    sample = {c: plots.score_histogram(rng.beta(a, b, 2000), rng.uniform(0.5, 1.5, 2000))
+              for c, a, b in (("signal", 5, 1), ("background", 1, 5))}
+    sig = np.linspace(0, 1, 2000)
+    scan = type("Scan", (), {"thresholds": 1 - sig, "s": sig * 100, "z": 150 * sig * (1 - sig),
+                             "n_bkg": np.arange(2000.0)})()
+    edges = np.array([0, 0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0])
+    backgrounds = {"ttbar": (np.geomspace(1e5, 1, 10),) * 2, "multijet": (np.geomspace(3e5, 2, 10),) * 2}
+    cls = np.exp(-12 * MUS)
+    saved = []
+    original = plots._save
+
+    def check(fig, path, style=None, margins=None):
+        assert margins is not None, path  # these figures are not cropped when saved
+        plots._fixed_margins(fig, margins)
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        width, height = fig.get_size_inches()
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (path, box)
+        saved.append(Path(path).name)
+        plt.close(fig)
+
+    plots._save = check
+    try:
+        title = "mX = 1250, mY = 350 GeV"
+        plots.score_distributions(sample, sample, {"signal": 0.5, "background": 1.0},
+                                  Path("scores.png"), title, style)
+        plots.roc_curves({"pnn": _Roc(sig, sig**8 + 1e-6), "optimal": _Roc(sig, sig**9 + 1e-6)},
+                         Path("roc.png"), title, style)
+        plots.significance_vs_cut(scan, (0.5, 0.52), 20, Path("significance.png"), title, style)
+        plots.stacked_templates(edges, backgrounds, (np.geomspace(1, 300, 10),) * 2,
+                                Path("templates.png"), signal_label=f"signal, {title} (mu = 1)",
+                                title=title, style=style)
+        plots.cls_scan(MUS, cls, Path("cls.png"), bands={k: cls * f for k, f in (
+            ("minus2", 0.5), ("minus1", 0.7), ("plus1", 1.3), ("plus2", 1.6))}, limit=0.25,
+            title=title, style=style)
+    finally:
+        plots._save = original
+    assert saved == ["scores.png", "roc.png", "significance.png", "templates.png", "cls.png"]
