@@ -1,5 +1,5 @@
 """``python -m pnn``: the command line, run with this interpreter (used by batch jobs)."""
 
-from pnn.cli import main
+from pnn.cli import entry_point
 
-main(prog_name="pnn")
+entry_point(prog_name="pnn")

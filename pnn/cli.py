@@ -765,3 +765,26 @@ def run(config: str, output_dir: str | None) -> None:
     do_evaluate(cfg)
     do_limits(cfg)
     do_report(cfg)
+
+
+def entry_point(prog_name: str = "pnn") -> None:
+    """The ``pnn`` command. Once the verb has returned (its outputs published and closed, its
+    workers gone), the exit handlers run and the process ends without unloading the modules
+    one by one: TensorFlow, pandas and matplotlib take about a second to tear down, for
+    nothing, at the end of every command."""
+    import atexit
+    import os
+
+    try:
+        main(prog_name=prog_name)
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # a message instead of a number: Python prints it and exits with 1
+            print(exc.code, file=sys.stderr)
+            code = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
