@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import RobustScaler
 
 from pnn.core import points
 from pnn.core.atomic import write_json
@@ -64,6 +63,8 @@ class InputScaler:
             parametric: bool = True, parameters: list[str] | None = None) -> InputScaler:
         """Fit on training events only: ``X`` their features, ``trained`` the trained points
         (one row per point; a 1-D array for one parameter)."""
+        from sklearn.preprocessing import RobustScaler  # only fitting needs scikit-learn (1 s)
+
         robust = RobustScaler().fit(np.asarray(X, dtype=np.float64))
         pts = points.matrix(trained)
         return cls(features, robust.center_, robust.scale_, pts.min(axis=0), pts.max(axis=0),
