@@ -112,6 +112,24 @@ def test_points_evaluated_by_workers_match_in_place_and_a_failing_one_spares_the
                 assert value == pytest.approx(getattr(ref[method], key), rel=1e-6, nan_ok=True)
 
 
+def test_evaluation_in_workers_starts_no_tensorflow_in_the_command(finished_run, tmp_path) -> None:
+    """With worker processes the command itself reads only the model's metadata: the
+    workers, forked from a server that imported TensorFlow once, load the networks."""
+    path, _ = finished_run
+    cfg = load_config(path)
+    copy = _events_copy(cfg.run_dir, tmp_path)
+    shutil.copytree(cfg.run_dir / "model", copy / "model")
+    argv = ["evaluate", str(path), "-o", str(tmp_path), "--mass", "500", "--mass", "1000"]
+    code = ("import sys; from pnn.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "assert 'tensorflow' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for m in (500, 1000):
+        assert (copy / "evaluate" / f"m{m}" / "metrics.json").is_file()
+    assert json.loads((copy / "evaluate" / "sanity.json").read_text())  # the checks ran too
+
+
 def test_evaluate_one_mass_and_refuse_extrapolation(finished_run) -> None:
     path, _ = finished_run
     runner = CliRunner()

@@ -72,12 +72,16 @@ def test_mass_mask_tolerates_float_round_off() -> None:
 def test_model_metadata_from_before_parameters_reads_as_one_mass(tmp_path) -> None:
     import json
 
-    from pnn.learn.model import _read_metadata
+    from pnn.learn.metadata import ModelInfo, read_metadata
 
     path = tmp_path / "metadata.json"
     path.write_text(json.dumps({"folds": 2, "features": ["a"], "masses": [500.0, 1000.0]}))
-    assert _read_metadata(path)["masses"] == [500.0, 1000.0]
+    assert read_metadata(path)["masses"] == [500.0, 1000.0]
+    info = ModelInfo.load_dir(tmp_path)  # without TensorFlow
+    assert (info.k, info.parameters, info.trained_points) == (2, ["mass"], [(500.0,), (1000.0,)])
     path.write_text(json.dumps({"folds": 2, "features": ["a"], "parameters": ["mX", "mY"],
                                 "masses": [500.0, 1000.0]}))
     with pytest.raises(PnnError, match="points of 2 finite numbers"):
-        _read_metadata(path)
+        read_metadata(path)
+    with pytest.raises(PnnError, match="no trained model in"):
+        ModelInfo.load_dir(tmp_path / "elsewhere")
