@@ -147,7 +147,7 @@ class Staging:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` still runs: a zombie (dead, not yet reaped, as the workers of
     a killed command can stay under an init that does not reap) counts as dead."""
     try:
@@ -173,7 +173,7 @@ def sweep(root: Path) -> list[Path]:
     for path in root.rglob("*.tmp-*"):
         tag = path.name.rsplit(".tmp-", 1)[1].split(".", 1)[0]
         host, _, pid = tag.rpartition("-")
-        if host != HOST or not pid.isdigit() or _alive(int(pid)):
+        if host != HOST or not pid.isdigit() or process_alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
             if path.is_dir():

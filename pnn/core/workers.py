@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from pnn.core.atomic import sweep
+from pnn.core.atomic import process_alive, sweep
 from pnn.core.quiet import inherit
 
 #: What every fork server imports: what all workers use, this module for their initializer.
@@ -58,19 +58,9 @@ def _die_with(command: int, handle: int | None) -> None:
     if handle is not None:
         select.select([handle], [], [])  # readable once the command has ended
     else:
-        while _running(command):
+        while process_alive(command):
             time.sleep(0.5)
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _start_worker(blas_threads: int | None, command: int) -> None:
