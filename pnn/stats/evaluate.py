@@ -519,9 +519,9 @@ _WORKER: dict[str, Any] = {}  # a point worker's events table and networks, read
 
 
 def _worker_inputs(cfg: Config, meta: dict, look: Style, log_level: int,
-                   threads: int) -> tuple[pd.DataFrame, FoldModels]:
-    """The events table and networks on disk, read by the first task of a worker process:
-    they must be those the command started from."""
+                   threads: int) -> tuple[pd.DataFrame, FoldModels, np.ndarray | None]:
+    """The events table and networks on disk, read by the first task of a worker process
+    (they must be those the command started from), and the toy's background density."""
     if not _WORKER:
         from pnn.io.ingest import load_events
         from pnn.learn.model import FoldModels
@@ -538,15 +538,15 @@ def _worker_inputs(cfg: Config, meta: dict, look: Style, log_level: int,
         _WORKER.update(events=events, models=FoldModels.load(cfg.run_dir),
                        background=toy_background(meta.get("toy") or False, events))
         gc.freeze()
-    return _WORKER["events"], _WORKER["models"]
+    return _WORKER["events"], _WORKER["models"], _WORKER["background"]
 
 
 def _evaluate_point(cfg: Config, mass: float | tuple, meta: dict, inputs: dict[str, str],
                     look: Style, log_level: int, threads: int) -> MassResult:
     """Worker process: evaluate one point."""
-    events, models = _worker_inputs(cfg, meta, look, log_level, threads)
+    events, models, background = _worker_inputs(cfg, meta, look, log_level, threads)
     result = evaluate_mass(cfg, events, models, mass, meta.get("toy") or False, inputs,
-                           background=_WORKER["background"])
+                           background=background)
     release_memory()
     return result
 
@@ -554,7 +554,7 @@ def _evaluate_point(cfg: Config, mass: float | tuple, meta: dict, inputs: dict[s
 def _checks_in_worker(cfg: Config, meta: dict, look: Style, log_level: int,
                       threads: int) -> list[sanity.Check]:
     """Worker process: the run-level checks, beside the points."""
-    events, models = _worker_inputs(cfg, meta, look, log_level, threads)
+    events, models, _ = _worker_inputs(cfg, meta, look, log_level, threads)
     return run_checks(cfg, events, models)
 
 

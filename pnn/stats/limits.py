@@ -747,10 +747,12 @@ def collect(cfg: Config, pool: Executor | None = None) -> pd.DataFrame:
             for tag, title, part in _slices(table, names):
                 args = (part, staged.path(f"brazil{tag}{suffix}.png"), unit, suffix, names[0],
                         title, style)
-                drawn.append(pool.submit(_brazil, *args) if pool else _brazil(*args))
+                if pool is None:
+                    _brazil(*args)
+                else:
+                    drawn.append(pool.submit(_brazil, *args))
         for fut in drawn:
-            if fut is not None:
-                fut.result()
+            fut.result()
         write_json(staged.path("limits.provenance.json"), provenance.record(cfg, "limits"))
         staged.publish(last=["limits.json"])
     return table

@@ -37,6 +37,9 @@ def _finite(values: np.ndarray, what: str) -> np.ndarray:
     return out
 
 
+FIRST_WINDOW = 4096  # value groups a bin's closing point is first looked for among
+
+
 def auto_edges(
     sig_values: np.ndarray,
     sig_weights: np.ndarray | None,
@@ -108,7 +111,7 @@ def auto_edges(
     def first_closing(start: int) -> int | None:
         """The first group that closes a bin opened at ``start``, searched in windows that
         grow fourfold: a bin spans a small part of the groups, the rest need not be tested."""
-        size = 4096
+        size = FIRST_WINDOW
         while True:
             upto = min(n, start + size)
             hits = np.flatnonzero(passes(start, upto=upto))

@@ -78,6 +78,18 @@ def test_default_z_gives_at_most_about_twenty_bins_on_a_large_sample() -> None:
     assert 12 <= len(edges) - 1 <= 20
 
 
+@pytest.mark.parametrize("negative", [0.0, 0.1])
+def test_searching_in_growing_windows_finds_the_edges_a_search_over_all_scores_does(
+        negative, monkeypatch) -> None:
+    """Bins of tens of thousands of value groups outgrow the first search window several
+    times over; the edges must be those of one search over every score left."""
+    rng = np.random.default_rng(4)
+    sig, sw, bkg, bw = _planted(rng, n_sig=100_000, n_bkg=400_000, negative=negative)
+    windowed = templates.auto_edges(sig, sw, bkg, bw)
+    monkeypatch.setattr(templates, "FIRST_WINDOW", 10**9)  # the whole remainder at once
+    np.testing.assert_array_equal(windowed, templates.auto_edges(sig, sw, bkg, bw))
+
+
 def test_max_bins_merges_the_low_end_and_keeps_the_signal_rich_bins() -> None:
     rng = np.random.default_rng(3)
     sig, sw, bkg, bw = _planted(rng)
